@@ -1,0 +1,41 @@
+"""`python -m app` / `ai-artist`: parse flags, load config, serve the studio, REST and /ws."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .config import ConfigError, load_config
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="ai-artist", description="AI Artist: image-generation studio and API.")
+    parser.add_argument("--config", type=Path, default=None, help="config file (default: config.yaml of the project)")
+    parser.add_argument("--host", default=None, help="interface to listen on (default from config: 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=None, help="port to listen on (default from config: 8000)")
+    parser.add_argument("--data-dir", type=Path, default=None, help="where images, the database and logs go")
+    parser.add_argument("--model", default=None, help="model to load: local folder, hub id or .safetensors file")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    try:
+        settings = load_config(args.config)
+        if args.host is not None:
+            settings.server.host = args.host
+        if args.port is not None:
+            settings.server.port = args.port
+        if args.data_dir is not None:
+            settings.storage.data_dir = args.data_dir
+        if args.model is not None:
+            settings.model.base_model = args.model
+    except (ConfigError, ValueError) as error:
+        sys.exit(f"ai-artist: {error}")
+    from .server import run
+
+    run(settings)
+
+
+if __name__ in {"__main__", "__mp_main__"}:
+    main()

@@ -1,0 +1,92 @@
+"""REST routes: submit, inspect and cancel jobs; the gallery; images; health. OpenAPI at /docs."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import FileResponse
+
+from .engine import Engine, InvalidRequest, JobAlreadyFinished, JobNotFound, QueueFull
+from .protocol import ErrorBody, GalleryPage, GenerateRequest, GenerateResponse, Health, JobPage, JobStatus, JobView
+
+router = APIRouter()
+ERRORS = {404: {"model": ErrorBody}, 409: {"model": ErrorBody}, 429: {"model": ErrorBody}}
+
+
+def get_engine(request: Request) -> Engine:
+    return request.app.state.engine
+
+
+EngineDep = Annotated[Engine, Depends(get_engine)]
+
+
+@router.post("/api/generate", response_model=GenerateResponse, responses=ERRORS, tags=["generation"])
+async def generate(body: GenerateRequest, engine: EngineDep) -> GenerateResponse:
+    """Queue a generation. Follow it on /ws with `subscribe {session_id}` or poll /api/jobs/{session_id}."""
+    try:
+        session_id, position = engine.submit(body)
+    except InvalidRequest as error:
+        detail = [{"type": "value_error", "loc": ["body", field], "msg": msg} for field, msg in error.problems]
+        raise HTTPException(422, detail=detail) from None
+    except QueueFull as error:
+        raise HTTPException(429, detail=str(error), headers={"Retry-After": "5"}) from None
+    return GenerateResponse(session_id=session_id, position=position)
+
+
+@router.get("/api/jobs/{session_id}", response_model=JobView, responses=ERRORS, tags=["jobs"])
+async def get_job(session_id: str, engine: EngineDep) -> JobView:
+    try:
+        return engine.job_view(session_id)
+    except JobNotFound as error:
+        raise HTTPException(404, detail=str(error)) from None
+
+
+@router.get("/api/jobs", response_model=JobPage, tags=["jobs"])
+async def list_jobs(
+    engine: EngineDep,
+    status: JobStatus | None = None,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> JobPage:
+    """Jobs, newest first, optionally only those with one status."""
+    records, total = engine.store.list_jobs(status, offset, limit)
+    return JobPage(items=[engine.view_of(r) for r in records], total=total, offset=offset, limit=limit)
+
+
+@router.post("/api/jobs/{session_id}/cancel", response_model=JobView, responses=ERRORS, tags=["jobs"])
+async def cancel_job(session_id: str, engine: EngineDep) -> JobView:
+    """Cancel a queued job at once; a running one stops at its next step (then `generation_cancelled`)."""
+    try:
+        engine.cancel(session_id)
+    except JobNotFound as error:
+        raise HTTPException(404, detail=str(error)) from None
+    except JobAlreadyFinished as error:
+        raise HTTPException(409, detail=str(error)) from None
+    return engine.job_view(session_id)
+
+
+@router.get("/api/gallery", response_model=GalleryPage, tags=["gallery"])
+async def gallery(
+    engine: EngineDep,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> GalleryPage:
+    """Every generated image, newest first, with its parameters."""
+    items, total = engine.store.gallery(offset, limit, engine.images_dir)
+    return GalleryPage(items=items, total=total, offset=offset, limit=limit)
+
+
+@router.get("/images/{name:path}", responses={404: {"model": ErrorBody}}, tags=["gallery"])
+async def image(name: str, engine: EngineDep) -> FileResponse:
+    """A generated image. Only plain file names inside the output folder are served."""
+    images_dir = engine.images_dir
+    candidate = (images_dir / name).resolve()
+    if Path(name).name != name or candidate.parent != images_dir or not candidate.is_file():
+        raise HTTPException(404, detail=f"no image named {name!r}")
+    return FileResponse(candidate, media_type="image/png")
+
+
+@router.get("/api/health", response_model=Health, tags=["health"])
+async def health(engine: EngineDep) -> Health:
+    return engine.health()

@@ -1,0 +1,138 @@
+"""config.yaml -> typed settings, with environment overrides (AI_ARTIST_SECTION__KEY=value)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG_PATH = PROJECT_ROOT / "config.yaml"
+ENV_PREFIX = "AI_ARTIST_"
+
+
+class ConfigError(ValueError):
+    """A config value is invalid; the message names the key and what is allowed."""
+
+
+class _Section(BaseModel):
+    """A settings section that also reads like the dict the websocket guide indexes (config["model"])."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in type(self).model_fields:
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return getattr(self, key, default)
+
+
+class ModelSettings(_Section):
+    base_model: str = "assets/models/ai-artist-tiny"
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
+    cpu_threads: int | None = Field(None, ge=1, le=256)
+
+
+class ServerSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    title: str = "AI Artist"
+
+
+class StorageSettings(_Section):
+    data_dir: Path = Path("data")
+
+
+class QueueSettings(_Section):
+    max_pending: int = Field(100, ge=1, le=100_000)
+    max_attempts: int = Field(2, ge=1, le=10)
+
+
+class PreviewSettings(_Section):
+    enabled: bool = True
+    every_n_steps: int = Field(1, ge=1)
+    min_interval_ms: float = Field(200, ge=0)
+    max_side: int = Field(256, ge=16, le=2048)
+
+
+class Settings(_Section):
+    model: ModelSettings = ModelSettings()
+    server: ServerSettings = ServerSettings()
+    storage: StorageSettings = StorageSettings()
+    queue: QueueSettings = QueueSettings()
+    previews: PreviewSettings = PreviewSettings()
+
+    def resolved_model(self, base_dir: Path = PROJECT_ROOT) -> str:
+        """The model reference with a relative local path made absolute (hub ids pass through)."""
+        candidate = Path(self.model.base_model).expanduser()
+        if not candidate.is_absolute() and (base_dir / candidate).exists():
+            return str((base_dir / candidate).resolve())
+        return str(candidate) if candidate.exists() else self.model.base_model
+
+
+def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
+    overrides: dict[str, Any] = {}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX) or "__" not in name:
+            continue
+        section, _, key = name[len(ENV_PREFIX):].lower().partition("__")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else raw
+        except yaml.YAMLError:
+            value = raw
+        if isinstance(value, (dict, list)):
+            value = raw
+        overrides.setdefault(section, {})[key] = value
+    return overrides
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _describe(error: dict[str, Any]) -> str:
+    key = ".".join(str(part) for part in error["loc"])
+    allowed = error.get("ctx", {}).get("expected")
+    message = f"{key}: {error['msg']}"
+    if error["type"] == "extra_forbidden":
+        message = f"{key}: unknown setting"
+    elif allowed:
+        message = f"{key}: must be one of {allowed}"
+    if error["type"] != "missing" and "input" in error and not isinstance(error["input"], dict):
+        message += f" (got {error['input']!r})"
+    return message
+
+
+def load_config(path: str | Path | None = None, environ: dict[str, str] | None = None) -> Settings:
+    """Read config.yaml (or `path`), apply AI_ARTIST_* environment overrides, validate."""
+    config_path = Path(path) if path is not None else DEFAULT_CONFIG_PATH
+    raw: dict[str, Any] = {}
+    if config_path.exists():
+        try:
+            raw = yaml.safe_load(config_path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{config_path}: not valid YAML: {exc}") from exc
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{config_path}: expected a mapping of sections, got {type(raw).__name__}")
+    elif path is not None:
+        raise ConfigError(f"config file not found: {config_path}")
+    raw = _merge(raw, _env_overrides(dict(os.environ if environ is None else environ)))
+    try:
+        settings = Settings.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(_describe(error) for error in exc.errors())
+        raise ConfigError(f"invalid configuration in {config_path}: {problems}") from None
+    base_dir = config_path.resolve().parent
+    settings.model.base_model = settings.resolved_model(base_dir)
+    return settings

@@ -1,0 +1,245 @@
+"""The engine: store, event bus, queue, worker and model wired together behind one public face.
+
+API routes, the /ws endpoint and the NiceGUI pages all call these methods; nothing here imports them.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import Settings
+from .events import EventBus
+from .generator import ArtworkGenerator, SizeLimits
+from .jobs import JobQueue, JobWorker, QueueFull
+from .protocol import (
+    TERMINAL_STATUSES,
+    GenerateRequest,
+    GenerationCancelled,
+    GenerationComplete,
+    GenerationError,
+    GenerationQueued,
+    GenerationStarted,
+    Health,
+    JobView,
+    ModelHealth,
+    ModelState,
+    QueueHealth,
+    SessionEvent,
+)
+from .store import JobRecord, Store
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Engine", "JobNotFound", "InvalidRequest", "QueueFull", "JobAlreadyFinished"]
+
+
+class JobNotFound(LookupError):
+    pass
+
+
+class InvalidRequest(ValueError):
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        super().__init__("; ".join(message for _, message in problems))
+        self.problems = problems
+
+
+class JobAlreadyFinished(Exception):
+    pass
+
+
+@dataclass
+class ModelSlot:
+    generator: ArtworkGenerator
+    state: ModelState = "loading"
+    error: str | None = None
+
+
+class Engine:
+    def __init__(self, settings: Settings, events: EventBus) -> None:
+        self.settings = settings
+        self.data_dir = Path(settings.storage.data_dir).resolve()
+        self.images_dir = self.data_dir / "images"
+        self.images_dir.mkdir(parents=True, exist_ok=True)
+        self.store = Store(self.data_dir / "ai-artist.sqlite3")
+        self.events = events
+        self.events.set_seq_store(self.store)
+        self.queue = JobQueue(settings.queue.max_pending)
+        self.model = ModelSlot(
+            ArtworkGenerator(
+                settings.model.base_model,
+                device=settings.model.device,
+                dtype=settings.model.dtype,
+                events=events,
+                cpu_threads=settings.model.cpu_threads,
+            )
+        )
+        self._model_settled: asyncio.Event | None = None
+        self.worker: JobWorker | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.events.attach_loop(loop)
+        self._model_settled = asyncio.Event()
+        self.worker = JobWorker(
+            self.store,
+            self.events,
+            self.queue,
+            generator=lambda: self.model.generator,
+            images_dir=self.images_dir,
+            wait_for_model=self._wait_for_model,
+        )
+        self._recover_unfinished_jobs()
+        self._tasks = [loop.create_task(self._load_model()), loop.create_task(self.worker.run_forever())]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        if self.worker is not None:
+            self.worker.close()
+        self.store.close()
+
+    async def _load_model(self) -> None:
+        assert self._model_settled is not None
+        try:
+            await asyncio.to_thread(self.model.generator.load_model)
+        except Exception as error:
+            log.exception("loading %s failed", self.model.generator.model_id)
+            self.model.state, self.model.error = "error", f"{type(error).__name__}: {error}"
+        else:
+            self.model.state = "ready"
+        self._model_settled.set()
+
+    async def _wait_for_model(self) -> str | None:
+        assert self._model_settled is not None
+        await self._model_settled.wait()
+        return self.model.error if self.model.state == "error" else None
+
+    def _recover_unfinished_jobs(self) -> None:
+        """After a restart or crash: queued jobs stay queued; an interrupted one runs again, once."""
+        for record in self.store.unfinished_jobs():
+            if record.status == "running" and record.attempts >= self.settings.queue.max_attempts:
+                message = (
+                    f"interrupted by a server restart while running (started {record.attempts} times); not retried"
+                )
+                self.store.finish(record.id, "failed", error=message)
+                self.events.publish(GenerationError(session_id=record.id, error=message))
+                continue
+            if record.status == "running":
+                self.store.requeue(record.id)
+            position = self.queue.put(record.id, force=True)
+            self.events.publish(GenerationQueued(session_id=record.id, position=position))
+
+    # -- jobs -----------------------------------------------------------------------------------
+
+    @property
+    def size_limits(self) -> SizeLimits:
+        return self.model.generator.size_limits
+
+    def submit(self, request: GenerateRequest) -> tuple[str, int]:
+        problems = self.size_limits.problems(
+            request.width or self.size_limits.default_width, request.height or self.size_limits.default_height
+        )
+        if problems:
+            raise InvalidRequest(problems)
+        if len(self.queue) >= self.queue.max_pending:
+            raise QueueFull(f"the queue is full ({self.queue.max_pending} jobs waiting); try again later")
+        session_id = str(uuid.uuid4())
+        self.store.create_job(session_id, request, self.model.generator.model_name)
+        position = self.queue.put(session_id)
+        self.events.publish(GenerationQueued(session_id=session_id, position=position))
+        return session_id, position
+
+    def cancel(self, session_id: str) -> str:
+        """Cancel a queued job at once, or ask a running one to stop at its next step."""
+        record = self._record(session_id)
+        if record.status in TERMINAL_STATUSES:
+            raise JobAlreadyFinished(f"job {session_id} already {record.status}")
+        if self.queue.remove(session_id):
+            self.store.finish(session_id, "cancelled", error="cancelled by request")
+            self.events.publish(GenerationCancelled(session_id=session_id))
+            if self.worker is not None:
+                self.worker.announce_positions()
+            return "cancelled"
+        if self.worker is not None and self.worker.cancel_running(session_id):
+            return "cancelling"
+        raise JobAlreadyFinished(f"job {session_id} is {record.status} and cannot be cancelled now")
+
+    def _record(self, session_id: str) -> JobRecord:
+        record = self.store.get_job(session_id)
+        if record is None:
+            raise JobNotFound(f"unknown session {session_id!r}")
+        return record
+
+    def job_view(self, session_id: str) -> JobView:
+        return self.view_of(self._record(session_id))
+
+    def view_of(self, record: JobRecord) -> JobView:
+        total = record.total_steps or record.request.num_inference_steps
+        eta = None
+        if record.status == "running" and record.started_at and record.step:
+            from .store import utcnow
+
+            elapsed = (utcnow() - record.started_at).total_seconds()
+            eta = round(elapsed / record.step * (total - record.step), 2)
+        return JobView(
+            session_id=record.id,
+            status=record.status,
+            request=record.request,
+            model=record.model,
+            seed=record.seed,
+            step=record.step,
+            total_steps=total,
+            eta_seconds=eta,
+            position=self.queue.position(record.id),
+            image_paths=[str(self.images_dir / name) for name in record.image_names],
+            image_urls=[f"/images/{name}" for name in record.image_names],
+            error=record.error,
+            attempts=record.attempts,
+            metadata=record.metadata,
+            created_at=record.created_at,
+            started_at=record.started_at,
+            finished_at=record.finished_at,
+        )
+
+    def ensure_session(self, session_id: str) -> JobRecord:
+        """Make sure the bus can replay a session, re-creating its history from the store if needed."""
+        record = self._record(session_id)
+        if not self.events.known(session_id):
+            self.events.restore(session_id, self._stored_events(record), record.last_seq)
+        return record
+
+    def _stored_events(self, record: JobRecord) -> list[SessionEvent]:
+        seq = record.last_seq
+        if record.status == "completed" and record.metadata is not None:
+            view = self.view_of(record)
+            return [
+                GenerationComplete(
+                    session_id=record.id, seq=seq, image_paths=view.image_paths, image_urls=view.image_urls,
+                    metadata=record.metadata,
+                )
+            ]
+        if record.status == "failed":
+            return [GenerationError(session_id=record.id, seq=seq, error=record.error or "failed")]
+        if record.status == "cancelled":
+            return [GenerationCancelled(session_id=record.id, seq=seq)]
+        if record.status == "running":
+            return [GenerationStarted(session_id=record.id, seq=seq, total_steps=record.total_steps, model=record.model)]
+        return [GenerationQueued(session_id=record.id, seq=seq, position=self.queue.position(record.id) or 1)]
+
+    def health(self) -> Health:
+        running = 1 if self.worker is not None and self.worker.running_id else 0
+        return Health(
+            model=ModelHealth(
+                id=self.model.generator.model_id,
+                state=self.model.state,
+                device=self.model.generator.device,
+                error=self.model.error,
+            ),
+            queue=QueueHealth(pending=len(self.queue), running=running),
+        )

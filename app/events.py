@@ -1,0 +1,182 @@
+"""Per-session fan-out of generation events: sequence numbers, snapshots, and the thread -> loop bridge.
+
+Every message about a session gets the next `seq` of that session. The bus keeps, per session, the
+messages a late or reconnecting subscriber needs (queued, started, the latest progress and preview,
+the terminal message) so `replay(session_id, after_seq)` can bring it up to date. Listeners run on the
+event loop; the worker thread publishes with `publish_threadsafe`, which hops onto the loop with
+`loop.call_soon_threadsafe`.
+"""
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from .protocol import (
+    TERMINAL_EVENTS,
+    GenerationPreview,
+    GenerationProgress,
+    SessionEvent,
+)
+
+Listener = Callable[[SessionEvent, str], None]
+"""Called on the event loop with the event and its JSON text (serialised once for all listeners)."""
+
+
+class SequenceStore(Protocol):
+    """Where the last seq of a session survives a restart (the job store implements it)."""
+
+    def load_seq(self, session_id: str) -> int: ...
+
+    def save_seq(self, session_id: str, seq: int) -> None: ...
+
+
+@dataclass
+class SessionHistory:
+    seq: int = 0
+    milestones: list[SessionEvent] = field(default_factory=list)
+    latest_progress: GenerationProgress | None = None
+    latest_preview: GenerationPreview | None = None
+
+    @property
+    def terminal(self) -> SessionEvent | None:
+        last = self.milestones[-1] if self.milestones else None
+        return last if isinstance(last, TERMINAL_EVENTS) else None
+
+    def remember(self, event: SessionEvent) -> None:
+        if isinstance(event, GenerationProgress):
+            self.latest_progress = event
+        elif isinstance(event, GenerationPreview):
+            self.latest_preview = event
+        else:
+            self.milestones.append(event)
+            del self.milestones[:-16]
+
+    def stored(self) -> list[SessionEvent]:
+        events: list[SessionEvent] = [*self.milestones]
+        if self.latest_progress is not None:
+            events.append(self.latest_progress)
+        if self.latest_preview is not None:
+            events.append(self.latest_preview)
+        return sorted(events, key=lambda event: event.seq)
+
+
+class EventBus:
+    def __init__(self, seq_store: SequenceStore | None = None, max_sessions: int = 10_000) -> None:
+        self._seq_store = seq_store
+        self._max_sessions = max_sessions
+        self._sessions: OrderedDict[str, SessionHistory] = OrderedDict()
+        self._listeners: dict[str, set[Listener]] = {}
+        self._global_listeners: set[Listener] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._lock = threading.Lock()
+
+    # -- wiring ---------------------------------------------------------------------------------
+
+    def attach_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+
+    def set_seq_store(self, seq_store: SequenceStore) -> None:
+        self._seq_store = seq_store
+
+    def add_listener(self, session_id: str, listener: Listener) -> None:
+        self._listeners.setdefault(session_id, set()).add(listener)
+
+    def remove_listener(self, session_id: str, listener: Listener) -> None:
+        listeners = self._listeners.get(session_id)
+        if listeners is not None:
+            listeners.discard(listener)
+            if not listeners:
+                del self._listeners[session_id]
+
+    def add_global_listener(self, listener: Listener) -> None:
+        self._global_listeners.add(listener)
+
+    def remove_global_listener(self, listener: Listener) -> None:
+        self._global_listeners.discard(listener)
+
+    def subscriber_count(self, session_id: str) -> int:
+        return len(self._listeners.get(session_id, ()))
+
+    # -- publishing -----------------------------------------------------------------------------
+
+    def publish(self, event: SessionEvent) -> SessionEvent:
+        """Number the event, remember it and hand it to the listeners. Call on the event loop."""
+        with self._lock:
+            history = self._history(event.session_id)
+            history.seq += 1
+            event.seq = history.seq
+            history.remember(event)
+        if self._seq_store is not None:
+            self._seq_store.save_seq(event.session_id, event.seq)
+        text = event.model_dump_json()
+        for listener in tuple(self._listeners.get(event.session_id, ())):
+            listener(event, text)
+        for listener in tuple(self._global_listeners):
+            listener(event, text)
+        return event
+
+    def publish_threadsafe(self, event: SessionEvent) -> None:
+        """Publish from any thread (the generation worker): the event is delivered on the loop."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            self.publish(event)  # no server running (a plain script): keep the history only
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            self.publish(event)
+        else:
+            loop.call_soon_threadsafe(self.publish, event)
+
+    # -- reading --------------------------------------------------------------------------------
+
+    def known(self, session_id: str) -> bool:
+        return session_id in self._sessions
+
+    def last_seq(self, session_id: str) -> int:
+        with self._lock:
+            return self._history(session_id).seq
+
+    def replay(self, session_id: str, after_seq: int | None = None) -> list[SessionEvent]:
+        """What a subscriber needs now: everything stored after `after_seq`, or else one snapshot."""
+        with self._lock:
+            history = self._sessions.get(session_id)
+            if history is None:
+                return []
+            if after_seq is not None:
+                return [event for event in history.stored() if event.seq > after_seq]
+            snapshot = history.terminal or history.latest_progress
+            if snapshot is None and history.milestones:
+                snapshot = history.milestones[-1]
+            return [snapshot] if snapshot is not None else []
+
+    def restore(self, session_id: str, events: list[SessionEvent], seq: int) -> None:
+        """Re-create a session's history after a restart from what the store kept."""
+        with self._lock:
+            history = self._history(session_id)
+            history.seq = max(history.seq, seq)
+            for event in events:
+                history.remember(event)
+
+    def _history(self, session_id: str) -> SessionHistory:
+        history = self._sessions.get(session_id)
+        if history is None:
+            history = SessionHistory()
+            if self._seq_store is not None:
+                history.seq = self._seq_store.load_seq(session_id)
+            self._sessions[session_id] = history
+            while len(self._sessions) > self._max_sessions:
+                self._sessions.popitem(last=False)
+        else:
+            self._sessions.move_to_end(session_id)
+        return history
+
+
+bus = EventBus()
+"""The process-wide bus: the server, the job worker and `ArtworkGenerator(session_id=...)` share it."""

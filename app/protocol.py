@@ -1,0 +1,264 @@
+"""Pydantic models of every REST body and every WebSocket message: the one source of the protocol.
+
+docs/protocol.md is generated from these models (`python -m app.protocol_doc`).
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+
+JobStatus = Literal["queued", "running", "completed", "failed", "cancelled"]
+TERMINAL_STATUSES: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
+ModelState = Literal["loading", "ready", "error"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --------------------------------------------------------------------------- REST bodies
+
+
+class GenerateRequest(_Strict):
+    """Body of `POST /api/generate`. Only `prompt` is required."""
+
+    prompt: str = Field(min_length=1, max_length=2000, description="What to draw.")
+    negative_prompt: str = Field("", max_length=2000, description="What to avoid.")
+    num_inference_steps: int = Field(30, ge=1, le=150, description="Denoising steps.")
+    guidance_scale: float = Field(7.5, ge=0, le=30, description="Classifier-free guidance scale.")
+    num_images: int = Field(1, ge=1, le=8, description="Images in the batch.")
+    seed: int | None = Field(None, ge=0, le=2**32 - 1, description="Fixed seed; random when omitted.")
+    width: int | None = Field(None, description="Multiple of 8 within the model's limits; model default when omitted.")
+    height: int | None = Field(None, description="Multiple of 8 within the model's limits; model default when omitted.")
+    scheduler: str | None = Field(None, description="Sampler name; the model's own when omitted.")
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt_not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("prompt must contain more than whitespace")
+        return value
+
+    @field_validator("width", "height")
+    @classmethod
+    def _multiple_of_eight(cls, value: int | None) -> int | None:
+        if value is not None and (value <= 0 or value % 8):
+            raise ValueError("must be a positive multiple of 8")
+        return value
+
+
+class GenerateResponse(BaseModel):
+    session_id: str
+    status: Literal["queued"] = "queued"
+    position: int = Field(description="1 = next to start.")
+
+
+class GenerationMetadata(BaseModel):
+    prompt: str
+    negative_prompt: str
+    seed: int
+    num_inference_steps: int
+    guidance_scale: float
+    model: str
+    width: int
+    height: int
+    scheduler: str | None = None
+    created_at: datetime
+    duration_seconds: float
+
+
+class JobView(BaseModel):
+    """A job as `GET /api/jobs/{id}` reports it."""
+
+    session_id: str
+    status: JobStatus
+    request: GenerateRequest
+    model: str
+    seed: int | None
+    step: int
+    total_steps: int
+    eta_seconds: float | None
+    position: int | None = Field(None, description="Queue position while queued.")
+    image_paths: list[str]
+    image_urls: list[str]
+    error: str | None
+    attempts: int
+    metadata: GenerationMetadata | None = None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class JobPage(BaseModel):
+    items: list[JobView]
+    total: int
+    offset: int
+    limit: int
+
+
+class GalleryItem(BaseModel):
+    name: str
+    url: str
+    path: str
+    session_id: str
+    index: int
+    metadata: GenerationMetadata
+
+
+class GalleryPage(BaseModel):
+    items: list[GalleryItem]
+    total: int
+    offset: int
+    limit: int
+
+
+class ModelHealth(BaseModel):
+    id: str
+    state: ModelState
+    device: str | None
+    error: str | None = None
+
+
+class QueueHealth(BaseModel):
+    pending: int
+    running: int
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+    model: ModelHealth
+    queue: QueueHealth
+
+
+class ErrorBody(BaseModel):
+    detail: str
+
+
+# --------------------------------------------------------------------------- client -> server
+
+
+class PingMessage(_Strict):
+    type: Literal["ping"]
+
+
+class SubscribeMessage(_Strict):
+    type: Literal["subscribe"]
+    session_id: str
+    after_seq: int | None = Field(None, ge=0, description="Replay every stored message with a larger seq.")
+    previews: bool = Field(False, description="Also send generation_preview messages.")
+
+
+class UnsubscribeMessage(_Strict):
+    type: Literal["unsubscribe"]
+    session_id: str
+
+
+class CancelMessage(_Strict):
+    type: Literal["cancel"]
+    session_id: str
+
+
+ClientMessage = Annotated[
+    Union[PingMessage, SubscribeMessage, UnsubscribeMessage, CancelMessage], Field(discriminator="type")
+]
+client_message_adapter: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)
+
+
+# --------------------------------------------------------------------------- server -> client
+
+
+class PongMessage(BaseModel):
+    type: Literal["pong"] = "pong"
+
+
+class ErrorMessage(BaseModel):
+    type: Literal["error"] = "error"
+    error: str
+    session_id: str | None = None
+
+
+class SubscribedMessage(BaseModel):
+    type: Literal["subscribed"] = "subscribed"
+    session_id: str
+    status: JobStatus
+    last_seq: int
+
+
+class UnsubscribedMessage(BaseModel):
+    type: Literal["unsubscribed"] = "unsubscribed"
+    session_id: str
+
+
+class SessionMessage(BaseModel):
+    """Base of every message about one generation session; `seq` grows by one per message."""
+
+    session_id: str
+    seq: int = 0
+
+
+class GenerationQueued(SessionMessage):
+    type: Literal["generation_queued"] = "generation_queued"
+    position: int
+
+
+class GenerationStarted(SessionMessage):
+    type: Literal["generation_started"] = "generation_started"
+    total_steps: int
+    model: str
+
+
+class GenerationProgress(SessionMessage):
+    type: Literal["generation_progress"] = "generation_progress"
+    step: int
+    total_steps: int
+    message: str
+    eta_seconds: float | None = None
+
+
+class GenerationPreview(SessionMessage):
+    type: Literal["generation_preview"] = "generation_preview"
+    step: int
+    image: str = Field(description="A small JPEG as a data: URL.")
+    width: int
+    height: int
+
+
+class GenerationComplete(SessionMessage):
+    type: Literal["generation_complete"] = "generation_complete"
+    image_paths: list[str]
+    image_urls: list[str]
+    metadata: GenerationMetadata
+
+
+class GenerationError(SessionMessage):
+    type: Literal["generation_error"] = "generation_error"
+    error: str
+
+
+class GenerationCancelled(SessionMessage):
+    type: Literal["generation_cancelled"] = "generation_cancelled"
+
+
+SessionEvent = Union[
+    GenerationQueued,
+    GenerationStarted,
+    GenerationProgress,
+    GenerationPreview,
+    GenerationComplete,
+    GenerationError,
+    GenerationCancelled,
+]
+TERMINAL_EVENTS: tuple[type[SessionMessage], ...] = (GenerationComplete, GenerationError, GenerationCancelled)
+
+ServerMessage = Annotated[
+    Union[PongMessage, ErrorMessage, SubscribedMessage, UnsubscribedMessage, SessionEvent],
+    Field(discriminator="type"),
+]
+server_message_adapter: TypeAdapter[ServerMessage] = TypeAdapter(ServerMessage)
+
+
+def progress_text(step: int, total_steps: int) -> str:
+    percent = round(100 * step / total_steps) if total_steps else 0
+    return f"Generating... {percent}%"

@@ -1,0 +1,59 @@
+"""Wire the engine into NiceGUI's FastAPI app: REST routes, /ws, pages, start-up and shut-down."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from nicegui import app as web_app
+from nicegui import ui
+
+from . import api, websocket
+from .config import Settings
+from .engine import Engine
+from .events import bus
+
+
+def configure_logging(data_dir: Path) -> None:
+    log_dir = data_dir / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    file_handler = logging.FileHandler(log_dir / "ai-artist.log")
+    console = logging.StreamHandler()
+    for handler in (file_handler, console):
+        handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.setLevel(logging.INFO)
+    root.addHandler(file_handler)
+    root.addHandler(console)
+
+
+def build(settings: Settings) -> Engine:
+    """Create the engine and attach every face of it to NiceGUI's app. Call once, before `ui.run`."""
+    engine = Engine(settings, bus)
+    web_app.state.engine = engine
+    websocket.manager.bind_engine(engine)
+    web_app.include_router(api.router)
+    web_app.include_router(websocket.router)
+    web_app.on_startup(engine.start)
+    web_app.on_shutdown(engine.stop)
+    from . import pages
+
+    pages.register(engine)
+    return engine
+
+
+def run(settings: Settings) -> None:
+    data_dir = Path(settings.storage.data_dir).resolve()
+    configure_logging(data_dir)
+    build(settings)
+    ui.run(
+        host=settings.server.host,
+        port=settings.server.port,
+        title=settings.server.title,
+        reload=False,
+        show=False,
+        dark=None,
+        fastapi_docs=True,
+        show_welcome_message=False,
+        favicon="🎨",
+    )
