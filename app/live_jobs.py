@@ -3,19 +3,29 @@
 This is the NiceGUI face of the one event stream that also feeds /ws: a `LiveJob` per session with
 bindable fields, so `ui.linear_progress().bind_value_from(job, "progress")` moves as the diffusion
 callback reports each step. Fields are only ever set on the event loop (the bus calls listeners there).
+
+`LiveJobs` is the only bridge from bus events to bindable state. Pages never listen to the bus
+themselves: they bind to `LiveJob` fields and register hooks here (a new job appeared, a job finished
+with images, the model or queue changed) and remove them when their client goes away.
 """
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import Generic, TypeVar
 
 from nicegui import binding
 
 from .engine import Engine
 from .protocol import (
+    TERMINAL_STATUSES,
+    GenerateRequest,
     GenerationCancelled,
     GenerationComplete,
     GenerationError,
+    GenerationMetadata,
     GenerationPreview,
     GenerationProgress,
     GenerationQueued,
@@ -23,6 +33,10 @@ from .protocol import (
     JobView,
     SessionEvent,
 )
+
+log = logging.getLogger(__name__)
+
+HookArgument = TypeVar("HookArgument")
 
 
 @binding.bindable_dataclass
@@ -36,46 +50,123 @@ class LiveJob:
     eta_seconds: float | None = None
     position: int | None = None
     preview_url: str = ""
-    image_urls: list[str] | None = None
+    image_urls: tuple[str, ...] = ()
     error: str = ""
+    num_images: int = 1
+    request: GenerateRequest | None = None
+    metadata: GenerationMetadata | None = None
 
     @property
     def step_text(self) -> str:
-        return f"step {self.step}/{self.total_steps}" if self.total_steps else ""
+        if not self.total_steps:
+            return ""
+        return f"step {min(self.step, self.total_steps)}/{self.total_steps}"
 
     @property
     def finished(self) -> bool:
-        return self.status in ("completed", "failed", "cancelled")
+        return self.status in TERMINAL_STATUSES
 
     def apply(self, event: SessionEvent) -> None:
         if isinstance(event, GenerationQueued):
             self.status, self.position = "queued", event.position
         elif isinstance(event, GenerationStarted):
-            self.status, self.position, self.total_steps = "running", None, event.total_steps
+            self.position, self.step, self.progress = None, 0, 0.0
+            self.total_steps, self.status = event.total_steps, "running"
         elif isinstance(event, GenerationProgress):
-            self.status, self.step, self.total_steps = "running", event.step, event.total_steps
-            self.progress = event.step / event.total_steps if event.total_steps else 0.0
+            self.total_steps, self.step = event.total_steps, event.step
+            self.progress = min(event.step / event.total_steps, 1.0) if event.total_steps else 0.0
             self.eta_seconds = event.eta_seconds
+            self.status = "running"
         elif isinstance(event, GenerationPreview):
-            self.preview_url = event.image
+            # Bind the card to the preview's URL, never to its base64 data: NiceGUI would resend the
+            # whole data URL with every change of the element and keep it in its replay history.
+            url = getattr(event, "image_url", None)
+            if url:
+                self.preview_url = url
         elif isinstance(event, GenerationComplete):
-            self.status, self.progress, self.image_urls = "completed", 1.0, event.image_urls
-            self.eta_seconds = 0
+            self.metadata, self.image_urls = event.metadata, tuple(event.image_urls)
+            self.progress, self.eta_seconds, self.step = 1.0, 0.0, max(self.step, self.total_steps)
+            self.status = "completed"
         elif isinstance(event, GenerationError):
-            self.status, self.error = "failed", event.error
+            self.error, self.status = event.error, "failed"
         elif isinstance(event, GenerationCancelled):
-            self.status, self.error = "cancelled", "cancelled"
+            self.error, self.status = "Cancelled", "cancelled"
+
+
+@binding.bindable_dataclass
+class StudioStatus:
+    """The model and queue as the header shows them; refreshed from `engine.health()` on the loop."""
+
+    model_name: str = ""
+    model_state: str = "loading"
+    model_error: str = ""
+    pending: int = 0
+    running: int = 0
+
+
+class Hooks(Generic[HookArgument]):
+    """Callbacks of the open pages; one failing page never stops the others or the bus."""
+
+    def __init__(self) -> None:
+        self._hooks: set[Callable[[HookArgument], None]] = set()
+
+    def __len__(self) -> int:
+        return len(self._hooks)
+
+    def add(self, hook: Callable[[HookArgument], None]) -> None:
+        self._hooks.add(hook)
+
+    def discard(self, hook: Callable[[HookArgument], None]) -> None:
+        self._hooks.discard(hook)
+
+    def call(self, argument: HookArgument) -> None:
+        for hook in tuple(self._hooks):
+            try:
+                hook(argument)
+            except Exception:
+                log.exception("a page hook failed")
 
 
 class LiveJobs:
-    """Every job this process knows, as bindable objects, plus hooks for gallery refreshes."""
+    """Every job this process knows, as bindable objects, plus hooks the open pages register."""
 
     def __init__(self, engine: Engine, keep: int = 500) -> None:
         self.engine = engine
         self.keep = keep
         self.jobs: OrderedDict[str, LiveJob] = OrderedDict()
-        self.completion_hooks: set[Callable[[GenerationComplete], None]] = set()
+        self.status = StudioStatus(model_name=engine.model.generator.model_name)
+        self.job_added_hooks: Hooks[LiveJob] = Hooks()
+        self.completion_hooks: Hooks[GenerationComplete] = Hooks()
+        self._watcher: asyncio.Task[None] | None = None
         engine.events.add_global_listener(self._on_event)
+
+    # -- lifecycle (app.on_startup / app.on_shutdown) --------------------------------------------
+
+    async def start(self) -> None:
+        self._watcher = asyncio.get_running_loop().create_task(self._watch_model())
+
+    async def close(self) -> None:
+        self.engine.events.remove_global_listener(self._on_event)
+        if self._watcher is not None:
+            self._watcher.cancel()
+
+    async def _watch_model(self) -> None:
+        """Follow the model while it loads (the bus carries no model events), then stop."""
+        while True:
+            self.refresh_status()
+            if self.status.model_state != "loading":
+                return
+            await asyncio.sleep(0.25)
+
+    def refresh_status(self) -> None:
+        health = self.engine.health()
+        self.status.model_state = health.model.state
+        self.status.model_error = health.model.error or ""
+        self.status.pending = health.queue.pending
+        # The worker forgets its running job only after publishing the terminal event: count our own.
+        self.status.running = sum(job.status == "running" for job in self.jobs.values())
+
+    # -- jobs -----------------------------------------------------------------------------------
 
     def get(self, session_id: str) -> LiveJob:
         job = self.jobs.get(session_id)
@@ -94,25 +185,43 @@ class LiveJobs:
     @staticmethod
     def from_view(view: JobView) -> LiveJob:
         total = view.total_steps
+        completed = view.status == "completed"
         return LiveJob(
             session_id=view.session_id,
             prompt=view.request.prompt,
             status=view.status,
-            step=view.step,
+            step=max(view.step, total) if completed else view.step,
             total_steps=total,
-            progress=(1.0 if view.status == "completed" else view.step / total if total else 0.0),
+            progress=1.0 if completed else min(view.step / total, 1.0) if total else 0.0,
             eta_seconds=view.eta_seconds,
             position=view.position,
-            image_urls=view.image_urls or None,
-            error=view.error or "",
+            image_urls=tuple(view.image_urls),
+            error="Cancelled" if view.status == "cancelled" else view.error or "",
+            num_images=view.request.num_images,
+            request=view.request,
+            metadata=view.metadata,
         )
 
     def unfinished(self) -> list[LiveJob]:
-        records = self.engine.store.unfinished_jobs()
-        return [self.get(record.id) for record in records]
+        return [self.get(record.id) for record in self.engine.store.unfinished_jobs()]
+
+    def recent(self, finished_limit: int = 4) -> list[LiveJob]:
+        """Jobs a freshly opened page shows, newest first: every unfinished one plus the latest finished."""
+        unfinished = self.unfinished()
+        records, _ = self.engine.store.list_jobs(None, 0, len(unfinished) + finished_limit)
+        shown = {job.session_id for job in unfinished}
+        finished = [self.get(r.id) for r in records if r.id not in shown][:finished_limit]
+        jobs = [*unfinished, *finished]
+        order = {record.id: index for index, record in enumerate(records)}
+        return sorted(jobs, key=lambda job: order.get(job.session_id, -1))
 
     def _on_event(self, event: SessionEvent, _text: str) -> None:
-        self.get(event.session_id).apply(event)
+        is_new = event.session_id not in self.jobs
+        job = self.get(event.session_id)
+        job.apply(event)
+        if not isinstance(event, (GenerationProgress, GenerationPreview)):
+            self.refresh_status()
+        if is_new and isinstance(event, GenerationQueued):
+            self.job_added_hooks.call(job)
         if isinstance(event, GenerationComplete):
-            for hook in tuple(self.completion_hooks):
-                hook(event)
+            self.completion_hooks.call(event)

@@ -1,0 +1,9 @@
+"""Reusable NiceGUI pieces of the studio. They reach the engine only through its public objects."""
+from .gallery import Gallery
+from .image_dialog import ImageDialog
+from .job_card import job_card
+from .job_list import JobList
+from .prompt_form import PromptForm, size_presets
+from .studio_header import studio_header
+
+__all__ = ["Gallery", "ImageDialog", "JobList", "PromptForm", "job_card", "size_presets", "studio_header"]

@@ -1,0 +1,89 @@
+"""Everything ever generated, newest first, paged; refreshed in place when any job completes.
+
+The gallery reads pages from the engine's store (`store.gallery(offset, limit, images_dir)`), the same
+call `GET /api/gallery` makes, so images from other tabs and from API clients appear too. It is told
+about new images by a hook the page registers with `LiveJobs.completion_hooks`.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+from nicegui import ui
+
+from app.protocol import GalleryItem, GenerationMetadata
+
+
+class GalleryStore(Protocol):
+    def gallery(self, offset: int, limit: int, images_dir: Path) -> tuple[list[GalleryItem], int]: ...
+
+
+class Gallery:
+    def __init__(
+        self,
+        store: GalleryStore,
+        images_dir: Path,
+        on_open: Callable[[str, GenerationMetadata], None],
+        page_size: int = 24,
+    ) -> None:
+        self.store = store
+        self.images_dir = images_dir
+        self.on_open = on_open
+        self.page_size = page_size
+        self.page = 1
+        self.total = 0
+        self.unseen = 0
+        self.render()
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.page_size))
+
+    def show_page(self, page: int) -> None:
+        self.page = max(1, min(int(page or 1), self.pages))
+        if self.page == 1:
+            self.unseen = 0
+        self.render.refresh()
+
+    def on_new_images(self, _event: object = None) -> None:
+        """A job finished somewhere: show its images now if the first page is open, else count them."""
+        if self.page != 1:
+            self.unseen += 1
+        self.render.refresh()
+
+    @ui.refreshable_method
+    def render(self) -> None:
+        items, self.total = self.store.gallery((self.page - 1) * self.page_size, self.page_size, self.images_dir)
+        with ui.row().classes("w-full items-center justify-between"):
+            ui.label(_count_text(self.total)).classes("text-sm opacity-70").mark("gallery-count")
+            if self.unseen and self.page != 1:
+                ui.button("New images", icon="arrow_upward", on_click=lambda: self.show_page(1)) \
+                    .props("flat dense no-caps").mark("gallery-new")
+        if not items:
+            with ui.column().classes("w-full items-center py-10 opacity-60").mark("gallery-empty"):
+                ui.icon("photo_library", size="2.5rem")
+                ui.label("Your images will gather here.")
+            return
+        with ui.element("div").classes("w-full grid gap-2 grid-cols-3 sm:grid-cols-4 xl:grid-cols-6").mark("gallery"):
+            for item in items:
+                self._thumbnail(item)
+        if self.pages > 1:
+            with ui.row().classes("w-full justify-center"):
+                ui.pagination(1, self.pages, direction_links=True, value=self.page, on_change=lambda e: self.show_page(e.value)) \
+                    .props("max-pages=7 boundary-numbers").mark("gallery-pages")
+
+    def _thumbnail(self, item: GalleryItem) -> None:
+        def open_item() -> None:
+            self.on_open(item.url, item.metadata)
+
+        ui.image(item.url).props(f'fit=cover no-transition tabindex=0 role=button alt="{item.name}"') \
+            .classes("w-full aspect-square rounded cursor-pointer gallery-thumb") \
+            .mark(f"gallery-item {item.name}").tooltip(item.metadata.prompt) \
+            .on("click", open_item).on("keydown.enter", open_item)
+
+
+def _count_text(total: int) -> str:
+    if total == 0:
+        return "No images yet"
+    return "1 image" if total == 1 else f"{total} images"

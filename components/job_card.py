@@ -1,0 +1,116 @@
+"""One generation as a card whose widgets are bound to its `LiveJob`.
+
+Nothing here is refreshed by hand: the progress bar, "step 15/30", the ETA, the queue position, the
+live preview (by URL) and the finished images all follow the job's bindable fields, which the bus
+listener in `app.live_jobs` sets on the event loop as the diffusion callback reports each step.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from nicegui import ui
+
+from app.live_jobs import LiveJob
+from app.protocol import GenerationMetadata
+
+STATUS_LOOK = {
+    "queued": ("Queued", "grey-7", "schedule"),
+    "running": ("Generating", "primary", "brush"),
+    "completed": ("Done", "positive", "check_circle"),
+    "failed": ("Failed", "negative", "error"),
+    "cancelled": ("Cancelled", "grey-6", "block"),
+}
+
+OpenImage = Callable[[str, GenerationMetadata], None]
+
+
+def eta_text(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    if seconds < 1:
+        return "almost done"
+    if seconds < 60:
+        return f"about {seconds:.0f} s left"
+    return f"about {seconds / 60:.0f} min left"
+
+
+def queue_text(position: int | None) -> str:
+    if position is None:
+        return "waiting for the model"
+    return "next in line" if position == 1 else f"#{position} in the queue"
+
+
+def job_card(
+    job: LiveJob,
+    *,
+    on_cancel: Callable[[LiveJob], None],
+    on_open_image: OpenImage,
+    on_dismiss: Callable[[LiveJob], None],
+) -> ui.card:
+    """Build the card for `job` in the current container and return it."""
+    with ui.card().tight().classes("w-full job-card").mark(f"job-{job.session_id}") as card:
+        with ui.card_section().classes("w-full pb-1"):
+            with ui.row().classes("w-full items-start no-wrap gap-2"):
+                ui.label(job.prompt).classes("grow text-sm font-medium line-clamp-2 break-words min-w-0") \
+                    .tooltip(job.prompt)
+                _status_chip(job)
+                ui.button(icon="stop_circle", on_click=lambda: on_cancel(job)).props("flat round dense size=sm") \
+                    .tooltip("Cancel").mark("cancel").bind_visibility_from(job, "status", backward=_unfinished)
+                ui.button(icon="close", on_click=lambda: on_dismiss(job)).props("flat round dense size=sm") \
+                    .tooltip("Remove from this list").mark("dismiss") \
+                    .bind_visibility_from(job, "status", backward=lambda status: not _unfinished(status))
+        with ui.card_section().classes("w-full py-1"):
+            ui.linear_progress(show_value=False, size="6px").props("rounded instant-feedback") \
+                .mark("progress").bind_value_from(job, "progress") \
+                .bind_visibility_from(job, "status", backward=lambda status: status in ("queued", "running"))
+            with ui.row().classes("w-full justify-between text-xs opacity-70 pt-1"):
+                ui.label().mark("step").bind_text_from(job, "step", backward=lambda _: job.step_text) \
+                    .bind_visibility_from(job, "status", backward=lambda status: status != "queued")
+                ui.label().mark("queue-position").bind_text_from(job, "position", backward=queue_text) \
+                    .bind_visibility_from(job, "status", backward=lambda status: status == "queued")
+                ui.label().mark("eta").bind_text_from(job, "eta_seconds", backward=eta_text) \
+                    .bind_visibility_from(job, "status", backward=lambda status: status == "running")
+            ui.label().classes("text-sm text-negative whitespace-pre-wrap break-words").mark("error") \
+                .bind_text_from(job, "error").bind_visibility_from(job, "status", backward=lambda s: s == "failed")
+        with ui.card_section().classes("w-full pt-1"):
+            _preview(job)
+            _images(job, on_open_image)
+    return card
+
+
+def _unfinished(status: str) -> bool:
+    return status in ("queued", "running")
+
+
+def _status_chip(job: LiveJob) -> None:
+    chip = ui.chip().props("dense square").classes("text-xs shrink-0").mark("status")
+
+    def show(status: str) -> str:
+        text, color, icon = STATUS_LOOK.get(status, (status, "grey", "help"))
+        chip.props(f"color={color} text-color=white icon={icon}")
+        return text
+
+    chip.bind_text_from(job, "status", backward=show)
+
+
+def _preview(job: LiveJob) -> None:
+    """The live preview while running, when the engine sends previews (an image served by URL)."""
+    image = ui.image().props("fit=contain no-spinner no-transition").classes("w-40 h-40 rounded") \
+        .mark("preview").bind_source_from(job, "preview_url")
+    # Shown while running and once a preview exists: two bindings, each re-evaluating the same test.
+    image.bind_visibility_from(job, "status", backward=lambda _: job.status == "running" and bool(job.preview_url))
+    image.bind_visibility_from(job, "preview_url", backward=lambda _: job.status == "running" and bool(job.preview_url))
+
+
+def _images(job: LiveJob, on_open_image: OpenImage) -> None:
+    """One slot per image of the batch, shown when the job completes (they replace the preview)."""
+    with ui.row().classes("w-full gap-2").bind_visibility_from(job, "image_urls", backward=bool):
+        for index in range(job.num_images):
+            def open_this(index: int = index) -> None:
+                if job.metadata is not None and index < len(job.image_urls):
+                    on_open_image(job.image_urls[index], job.metadata)
+
+            ui.image().props("fit=cover no-transition").classes("w-28 h-28 rounded cursor-pointer") \
+                .props('tabindex=0 role=button aria-label="Open image"').mark("result-image") \
+                .on("click", open_this).on("keydown.enter", open_this) \
+                .bind_source_from(job, "image_urls", backward=lambda urls, i=index: urls[i] if i < len(urls) else "")

@@ -1,0 +1,203 @@
+"""The prompt panel: what to draw, how, and the Generate button (or Ctrl+Enter from anywhere).
+
+The widgets are bound two-way to a `FormValues` object, so "use these settings" only has to set its
+fields. The form never talks to the engine: it turns its values into a `GenerateRequest` and hands it to
+`on_submit`, which returns an error message or None.
+"""
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from nicegui import binding, events, ui
+from pydantic import ValidationError
+
+from app.protocol import GenerateRequest, GenerationMetadata
+
+MAX_SEED = 2**32 - 1
+PROMPT_MISSING = "Describe what you want to draw"
+SEED_MISSING = "Enter a seed, roll the dice, or switch to random"
+FIELD_NAMES = {
+    "prompt": "Prompt",
+    "negative_prompt": "Negative prompt",
+    "num_inference_steps": "Steps",
+    "guidance_scale": "Guidance",
+    "num_images": "Images",
+    "seed": "Seed",
+    "width": "Width",
+    "height": "Height",
+}
+
+
+@dataclass(frozen=True)
+class SizePreset:
+    width: int
+    height: int
+    label: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.width}x{self.height}"
+
+
+class SizeBounds:
+    """What `engine.size_limits` offers: native size, range and step (duck-typed, no engine import)."""
+
+    default_width: int
+    default_height: int
+    minimum: int
+    maximum: int
+    multiple: int
+
+
+def size_presets(limits: SizeBounds) -> list[SizePreset]:
+    """Square, portrait, landscape and wide presets around the model's native area, all valid for it."""
+    area = limits.default_width * limits.default_height
+    shapes = [("square", 1, 1), ("portrait 3:4", 3, 4), ("landscape 4:3", 4, 3), ("wide 16:9", 16, 9), ("tall 9:16", 9, 16)]
+    presets: list[SizePreset] = [SizePreset(limits.default_width, limits.default_height, "native")]
+    for name, across, down in shapes:
+        width = _snap(math.sqrt(area * across / down), limits)
+        height = _snap(math.sqrt(area * down / across), limits)
+        presets.append(SizePreset(width, height, name))
+    for factor, name in ((0.5, "small square"), (2, "large square")):
+        side = limits.default_width * factor
+        if limits.minimum <= side <= limits.maximum:
+            presets.append(SizePreset(_snap(side, limits), _snap(side, limits), name))
+    unique: dict[str, SizePreset] = {}
+    for preset in presets:
+        unique.setdefault(preset.key, preset)
+    return list(unique.values())
+
+
+def _snap(value: float, limits: SizeBounds) -> int:
+    snapped = int(round(value / limits.multiple) * limits.multiple)
+    return max(limits.minimum, min(limits.maximum, snapped))
+
+
+@binding.bindable_dataclass
+class FormValues:
+    prompt: str = ""
+    negative_prompt: str = ""
+    steps: int = 30
+    guidance: float = 7.5
+    num_images: int = 1
+    seed_mode: str = "random"
+    seed: int | None = None
+    size: str = ""
+
+
+class PromptForm:
+    def __init__(self, presets: list[SizePreset], on_submit: Callable[[GenerateRequest], str | None]) -> None:
+        self.presets = {preset.key: preset for preset in presets}
+        self.values = FormValues(size=presets[0].key)
+        self.on_submit = on_submit
+        self._build()
+
+    def _build(self) -> None:
+        values = self.values
+        with ui.column().classes("w-full gap-3"):
+            self.prompt_input = ui.textarea(
+                "Prompt", placeholder="A lighthouse on a cliff at dusk, oil painting",
+                validation={PROMPT_MISSING: lambda text: bool(text and text.strip())},
+            ).props("outlined autogrow autofocus").classes("w-full").mark("prompt")
+            self.prompt_input.bind_value(values, "prompt")
+            ui.textarea("Negative prompt", placeholder="blurry, low quality").props("outlined autogrow") \
+                .classes("w-full").mark("negative-prompt").bind_value(values, "negative_prompt")
+            self._slider("Steps", "steps", 10, 100, 1, "steps")
+            self._slider("Guidance", "guidance", 1, 20, 0.5, "guidance")
+            with ui.row().classes("w-full items-center gap-3 no-wrap"):
+                ui.label("Images").classes("text-sm opacity-70 w-16")
+                ui.toggle({1: "1", 2: "2", 3: "3", 4: "4"}).props("dense unelevated no-caps") \
+                    .mark("num-images").bind_value(values, "num_images")
+            with ui.row().classes("w-full items-center gap-2 no-wrap"):
+                ui.label("Seed").classes("text-sm opacity-70 w-16")
+                ui.toggle({"random": "Random", "fixed": "Fixed"}).props("dense unelevated no-caps") \
+                    .mark("seed-mode").bind_value(values, "seed_mode")
+                self.seed_input = ui.number(placeholder="seed", min=0, max=MAX_SEED, precision=0, format="%d") \
+                    .props("dense outlined").classes("grow min-w-0").mark("seed")
+                self.seed_input.bind_value(values, "seed", forward=_as_seed) \
+                    .bind_enabled_from(values, "seed_mode", backward=lambda mode: mode == "fixed")
+                ui.button(icon="casino", on_click=self.roll_seed).props("flat round dense") \
+                    .tooltip("Roll a new seed").mark("dice")
+            ui.select(
+                {key: f"{p.width} × {p.height} · {p.label}" for key, p in self.presets.items()}, label="Size",
+            ).props("outlined dense options-dense").classes("w-full").mark("size").bind_value(values, "size")
+            with ui.row().classes("w-full items-center justify-between"):
+                ui.label("Ctrl+Enter generates from anywhere").classes("text-xs opacity-60")
+                ui.button("Generate", icon="auto_awesome", on_click=self.submit).props("unelevated") \
+                    .mark("generate")
+        ui.keyboard(on_key=self._on_key, ignore=[])
+
+    def _slider(self, title: str, field: str, low: float, high: float, step: float, marker: str) -> None:
+        with ui.column().classes("w-full gap-0"):
+            with ui.row().classes("w-full justify-between"):
+                ui.label(title).classes("text-sm opacity-70")
+                ui.label().bind_text_from(self.values, field, backward=lambda v: f"{v:g}").mark(f"{marker}-value")
+            ui.slider(min=low, max=high, step=step).props("label").mark(marker).bind_value(self.values, field)
+
+    def _on_key(self, event: events.KeyEventArguments) -> None:
+        if event.key.enter and event.action.keydown and (event.modifiers.ctrl or event.modifiers.meta):
+            self.submit()
+
+    def roll_seed(self) -> None:
+        self.values.seed = random.randrange(0, MAX_SEED + 1)
+        self.values.seed_mode = "fixed"
+
+    def apply(self, metadata: GenerationMetadata) -> None:
+        """Put a finished generation's settings back into the form ("use these settings")."""
+        values = self.values
+        values.prompt, values.negative_prompt = metadata.prompt, metadata.negative_prompt
+        values.steps = min(max(metadata.num_inference_steps, 10), 100)
+        values.guidance = min(max(metadata.guidance_scale, 1.0), 20.0)
+        values.seed, values.seed_mode = metadata.seed, "fixed"
+        key = f"{metadata.width}x{metadata.height}"
+        if key not in self.presets:
+            self.presets[key] = SizePreset(metadata.width, metadata.height, "from image")
+        values.size = key
+
+    def request(self) -> GenerateRequest | str:
+        """The request the form describes, or a message saying what to fix."""
+        values = self.values
+        if not (values.prompt or "").strip():
+            return PROMPT_MISSING
+        if values.seed_mode == "fixed" and values.seed is None:
+            return SEED_MISSING
+        preset = self.presets.get(values.size)
+        try:
+            return GenerateRequest(
+                prompt=values.prompt,
+                negative_prompt=values.negative_prompt or "",
+                num_inference_steps=int(values.steps),
+                guidance_scale=float(values.guidance),
+                num_images=int(values.num_images),
+                seed=values.seed if values.seed_mode == "fixed" else None,
+                width=preset.width if preset else None,
+                height=preset.height if preset else None,
+            )
+        except ValidationError as error:
+            return describe_validation(error)
+
+    def submit(self) -> None:
+        request = self.request()
+        problem = request if isinstance(request, str) else self.on_submit(request)
+        if problem is None:
+            return
+        if problem == PROMPT_MISSING:
+            self.prompt_input.validate()
+            self.prompt_input.run_method("focus")
+        ui.notify(problem, type="warning", position="top")
+
+
+def _as_seed(value: float | None) -> int | None:
+    return None if value is None else int(value)
+
+
+def describe_validation(error: ValidationError) -> str:
+    """One readable line per problem: 'Prompt: String should have at most 2000 characters'."""
+    lines = []
+    for problem in error.errors():
+        field = str(problem["loc"][0]) if problem["loc"] else ""
+        lines.append(f"{FIELD_NAMES.get(field, field)}: {problem['msg']}".strip(": "))
+    return "; ".join(lines)
