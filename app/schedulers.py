@@ -64,16 +64,23 @@ def _as_config(base_config: Any) -> dict[str, Any]:
     """Accept a scheduler, its `.config` (FrozenDict) or a plain mapping."""
     config = getattr(base_config, "config", base_config)
     if not isinstance(config, Mapping):
-        raise TypeError(f"expected a scheduler config mapping, got {type(base_config).__name__}")
-    return dict(config)
+        raise TypeError(f"expected a scheduler or its config, got {type(base_config).__name__}")
+    config = dict(config)
+    # Only configs read from scheduler_config.json carry `_class_name`; an instance knows its class.
+    if isinstance(base_config, SchedulerMixin):
+        config["_class_name"] = type(base_config).__name__
+    return config
 
 
 def is_flow_matching_config(base_config: Any) -> bool:
     config = _as_config(base_config)
+    class_name = str(config.get("_class_name", ""))
     return (
-        str(config.get("_class_name", "")).startswith("FlowMatch")
+        class_name.startswith("FlowMatch")
         or config.get("prediction_type") == "flow_prediction"
         or bool(config.get("use_flow_sigmas", False))
+        # a nameless FlowMatch* config: a flow shift and no beta schedule
+        or (not class_name and "shift" in config and "beta_schedule" not in config)
     )
 
 
@@ -85,7 +92,10 @@ def _default_scheduler(config: dict[str, Any]) -> SchedulerMixin:
     class_name = config.get("_class_name")
     scheduler_class = getattr(diffusers, str(class_name), None) if class_name else None
     if scheduler_class is None or not issubclass(scheduler_class, SchedulerMixin):
-        raise ValueError(f"cannot rebuild the model's own scheduler from a config naming {class_name!r}")
+        raise ValueError(
+            f"cannot rebuild the model's own scheduler from a config naming {class_name!r}; "
+            "pass the model's scheduler itself, or its config as read from scheduler_config.json"
+        )
     return scheduler_class.from_config(config)
 
 
@@ -134,8 +144,8 @@ def _flow_scheduler(name: str, config: dict[str, Any]) -> SchedulerMixin:
 def make_scheduler(name: str, base_config: Any) -> SchedulerMixin:
     """A fresh scheduler called `name`, configured from the model's own scheduler config.
 
-    `base_config` is the model's original `scheduler.config` (or the scheduler itself);
-    keep it from load time, because assigning `pipe.scheduler` replaces `pipe.scheduler.config`.
+    `base_config` is the model's original scheduler (preferred) or its `.config`; keep it
+    from load time, because assigning `pipe.scheduler` replaces `pipe.scheduler.config`.
     Raises ValueError (naming the allowed names) for an unknown name and
     UnsupportedSchedulerError (a ValueError) for a name the model family cannot use.
     """
