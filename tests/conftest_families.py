@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -16,9 +17,10 @@ from app.tiny_models import FAMILIES, TINY_IMAGE_SIZE, build_tiny_pipeline
 
 PROMPT = "a painting of a cat"
 
-# Each module that imports the session fixture gets its own fixture definition, so the
-# build is cached here to happen once per process.
+# Each module that imports a session fixture gets its own fixture definition, so builds
+# and loads are cached here to happen once per process.
 _built_dirs: dict[str, Path] = {}
+_loaded_pipelines: dict[str, Any] = {}
 
 
 @contextmanager
@@ -47,6 +49,15 @@ def tiny_pipeline_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Pa
             for family in FAMILIES:
                 _built_dirs[family] = build_tiny_pipeline(family, root / family, seed=0)
     return dict(_built_dirs)
+
+
+@pytest.fixture(scope="session")
+def tiny_pipelines(tiny_pipeline_dirs: dict[str, Path]) -> dict[str, Any]:
+    """family -> a loaded tiny pipeline shared by the session; tests must not swap its components."""
+    if not _loaded_pipelines:
+        for family, path in tiny_pipeline_dirs.items():
+            _loaded_pipelines[family] = load_tiny_pipeline(path)
+    return dict(_loaded_pipelines)
 
 
 def load_tiny_pipeline(path: Path):

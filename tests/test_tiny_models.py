@@ -13,6 +13,7 @@ from tests.conftest_families import (  # noqa: F401  (fixtures are found by name
     generation_kwargs,
     load_tiny_pipeline,
     tiny_pipeline_dirs,
+    tiny_pipelines,
     torch_single_thread,
 )
 from diffusers import DiffusionPipeline, StableDiffusionPipeline
@@ -57,8 +58,8 @@ def test_family_reloads_offline_both_ways_and_generates(family: str, tiny_pipeli
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_interrupt_from_callback_stops_denoising_early(family: str, tiny_pipeline_dirs: dict[str, Path]) -> None:
-    pipe = load_tiny_pipeline(tiny_pipeline_dirs[family])
+def test_interrupt_from_callback_stops_denoising_early(family: str, tiny_pipelines: dict) -> None:
+    pipe = tiny_pipelines[family]
     calls: list[int] = []
 
     def interrupt_after_second_step(pipeline, step: int, timestep, callback_kwargs: dict) -> dict:
