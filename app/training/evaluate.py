@@ -1,0 +1,121 @@
+"""Evaluate a pipeline folder on held-out prompts with the scene scorers.
+
+Generates every prompt (captions never seen in training, see
+``scenes.is_held_out``), scores colour and shape for shape prompts and time
+of day for landscape prompts, prints the figures and writes a labelled grid.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from diffusers import AutoPipelineForText2Image, DiffusionPipeline
+from PIL import Image, ImageDraw
+
+from .scenes import LandscapeScene, ShapeScene, all_landscape_scenes, all_shape_scenes, is_held_out
+from .scoring import classify_time_of_day, score_shape
+
+SHOWCASE_PROMPTS = (
+    "a red circle", "a blue square on a yellow background", "a green triangle in the top left",
+    "a serene mountain landscape at sunset", "a starry night over the sea", "a forest by a lake at dawn",
+)
+BATCH = 8
+
+
+def held_out_prompts(shape_count: int, landscape_count: int, seed: int) -> tuple[list[ShapeScene], list[LandscapeScene]]:
+    rng = np.random.default_rng(seed)
+    shapes = sorted({s.caption: s for s in all_shape_scenes() if is_held_out(s.caption)}.values(), key=lambda s: s.caption)
+    landscapes = sorted({s.caption: s for s in all_landscape_scenes() if is_held_out(s.caption)}.values(),
+                        key=lambda s: s.caption)
+    chosen_shapes = [shapes[i] for i in rng.permutation(len(shapes))[:shape_count]]
+    chosen_landscapes = [landscapes[i % len(landscapes)] for i in range(landscape_count)]
+    return chosen_shapes, chosen_landscapes
+
+
+def load_pipeline(model: Path) -> DiffusionPipeline:
+    pipeline = AutoPipelineForText2Image.from_pretrained(model, local_files_only=True)
+    pipeline.set_progress_bar_config(disable=True)
+    return pipeline
+
+
+@torch.inference_mode()
+def generate(pipeline: DiffusionPipeline, prompts: list[str], steps: int, guidance: float, seed: int) -> list[np.ndarray]:
+    images: list[np.ndarray] = []
+    for start in range(0, len(prompts), BATCH):
+        chunk = prompts[start:start + BATCH]
+        generators = [torch.Generator().manual_seed(seed + start + i) for i in range(len(chunk))]
+        output = pipeline(chunk, num_inference_steps=steps, guidance_scale=guidance, generator=generators, output_type="np")
+        images.extend((np.clip(image, 0, 1) * 255).round().astype(np.uint8) for image in output.images)
+    return images
+
+
+def write_grid(images: list[np.ndarray], captions: list[str], path: Path, columns: int = 8, scale: int = 2) -> None:
+    cell = images[0].shape[0] * scale
+    label_height = 26
+    rows = (len(images) + columns - 1) // columns
+    grid = Image.new("RGB", (columns * cell, rows * (cell + label_height)), "white")
+    draw = ImageDraw.Draw(grid)
+    for index, (image, caption) in enumerate(zip(images, captions)):
+        x, y = (index % columns) * cell, (index // columns) * (cell + label_height)
+        grid.paste(Image.fromarray(image).resize((cell, cell), Image.NEAREST), (x, y))
+        words, lines = caption.split(), [""]
+        for word in words:
+            if len(lines[-1]) + len(word) + 1 > cell // 6:
+                lines.append("")
+            lines[-1] = f"{lines[-1]} {word}".strip()
+        draw.multiline_text((x + 2, y + cell + 1), "\n".join(lines[:2]), fill="black", spacing=1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    grid.save(path)
+
+
+@dataclass(frozen=True)
+class EvaluationResult:
+    colour_accuracy: float
+    shape_accuracy: float
+    position_accuracy: float
+    time_of_day_accuracy: float
+    shape_prompts: int
+    landscape_prompts: int
+    seconds_per_image: float
+
+
+def run_evaluation(model: Path, grid: Path | None, shape_count: int, landscape_count: int,
+                   steps: int, guidance: float, seed: int) -> EvaluationResult:
+    torch.set_num_threads(2)
+    pipeline = load_pipeline(model)
+    shapes, landscapes = held_out_prompts(shape_count, landscape_count, seed)
+    began = time.time()
+    shape_images = generate(pipeline, [s.caption for s in shapes], steps, guidance, seed)
+    landscape_images = generate(pipeline, [s.caption for s in landscapes], steps, guidance, seed + 10_000)
+    seconds_per_image = (time.time() - began) / max(1, len(shapes) + len(landscapes))
+    shape_scores = [score_shape(image, scene) for image, scene in zip(shape_images, shapes)]
+    times = [classify_time_of_day(image) for image in landscape_images]
+    positioned = [score.position_ok for score in shape_scores if score.position_ok is not None]
+    result = EvaluationResult(
+        colour_accuracy=float(np.mean([s.colour_ok for s in shape_scores])) if shapes else 0.0,
+        shape_accuracy=float(np.mean([s.shape_ok for s in shape_scores])) if shapes else 0.0,
+        position_accuracy=float(np.mean(positioned)) if positioned else 0.0,
+        time_of_day_accuracy=float(np.mean([t == s.time_of_day for t, s in zip(times, landscapes)])) if landscapes else 0.0,
+        shape_prompts=len(shapes), landscape_prompts=len(landscapes), seconds_per_image=seconds_per_image,
+    )
+    for scene, score in zip(shapes, shape_scores):
+        if not (score.colour_ok and score.shape_ok):
+            print(f"  miss: {scene.caption!r} -> {score.reading.colour} {score.reading.shape}")
+    for scene, time_of_day in zip(landscapes, times):
+        if time_of_day != scene.time_of_day:
+            print(f"  miss: {scene.caption!r} -> {time_of_day}")
+    print(f"shape prompts: {result.shape_prompts}  colour {result.colour_accuracy:.1%}  shape {result.shape_accuracy:.1%}"
+          f"  position {result.position_accuracy:.1%} (of {len(positioned)} with a position)")
+    print(f"landscape prompts: {result.landscape_prompts}  time of day {result.time_of_day_accuracy:.1%}")
+    print(f"generation: {result.seconds_per_image:.2f} s/image in batches of {BATCH} ({steps} steps, guidance {guidance})")
+    if grid is not None:
+        showcase = generate(pipeline, list(SHOWCASE_PROMPTS), steps, guidance, seed + 20_000)
+        images = [*showcase, *shape_images[:26], *landscape_images[:16]]
+        captions = [*SHOWCASE_PROMPTS, *(s.caption for s in shapes[:26]), *(s.caption for s in landscapes[:16])]
+        write_grid(images, captions, grid)
+        print(f"grid: {grid}")
+    return result

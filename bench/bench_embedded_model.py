@@ -1,0 +1,57 @@
+"""Seconds per image of the embedded model: 20 steps at guidance 7.5, one 64x64 image.
+
+    python bench/bench_embedded_model.py [--model assets/models/ai-artist-tiny] [--runs 5]
+
+Loads the pipeline the way any hub model is loaded, does one warm-up
+generation, then prints the median (and min/max) of ``--runs`` timed ones.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # don't busy-wait when the cores are shared
+
+import argparse  # noqa: E402
+import statistics  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import torch  # noqa: E402
+from diffusers import AutoPipelineForText2Image  # noqa: E402
+
+DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "assets" / "models" / "ai-artist-tiny"
+PROMPTS = ("a red circle on a blue background", "a serene mountain landscape at sunset", "a starry night over the sea")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--guidance", type=float, default=7.5)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+
+    torch.set_num_threads(args.threads)
+    pipeline = AutoPipelineForText2Image.from_pretrained(args.model, local_files_only=True)
+    pipeline.set_progress_bar_config(disable=True)
+
+    def generate(index: int) -> float:
+        began = time.perf_counter()
+        with torch.inference_mode():
+            image = pipeline(PROMPTS[index % len(PROMPTS)], num_inference_steps=args.steps,
+                             guidance_scale=args.guidance, generator=torch.Generator().manual_seed(index)).images[0]
+        elapsed = time.perf_counter() - began
+        assert image.size[0] >= 64 and image.size[1] >= 64
+        return elapsed
+
+    generate(0)  # warm-up
+    timings = [generate(i + 1) for i in range(args.runs)]
+    print(f"model: {args.model}")
+    print(f"{args.steps} steps, guidance {args.guidance}, {args.threads} threads, {args.runs} runs after a warm-up")
+    print(f"seconds per image: median {statistics.median(timings):.3f}  min {min(timings):.3f}  max {max(timings):.3f}")
+
+
+if __name__ == "__main__":
+    main()
