@@ -132,7 +132,9 @@ def test_single_file_checkpoint_reloads_with_equal_weights(tiny_pipeline_dirs: d
     # Configs and tokenizer only: every weight must come from the single file.
     configs_only = tmp_path / "configs"
     shutil.copytree(source_dir, configs_only, ignore=shutil.ignore_patterns("*.safetensors", "*.bin"))
-    from_file = StableDiffusionPipeline.from_single_file(str(checkpoint), config=str(configs_only), local_files_only=True)
+    from_file = StableDiffusionPipeline.from_single_file(
+        str(checkpoint), config=str(configs_only), local_files_only=True
+    )
     from_file.set_progress_bar_config(disable=True)
     from_folder = load_tiny_pipeline(source_dir)
 
