@@ -203,8 +203,10 @@ class ArtworkGenerator:
 
         def callback(pipe: Any, step: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
             if on_step is not None:
-                total = getattr(pipe, "_num_timesteps", None) or num_inference_steps
-                on_step(step + 1, total, tensors.get("latents"))
+                # Some schedulers (PNDM) run a step or two more than asked; report on the asked scale.
+                actual = getattr(pipe, "_num_timesteps", None) or num_inference_steps
+                reported = max(1, round((step + 1) * num_inference_steps / actual))
+                on_step(min(reported, num_inference_steps), num_inference_steps, tensors.get("latents"))
             if should_stop is not None and should_stop():
                 pipe._interrupt = True
             return tensors

@@ -1,0 +1,99 @@
+"""Generate docs/protocol.md from the pydantic models in app/protocol.py.
+
+    python -m app.protocol_doc          # rewrite docs/protocol.md
+    python -m app.protocol_doc --check  # exit 1 when the file is stale
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import get_args
+
+from pydantic import BaseModel
+
+from . import protocol as p
+
+DOC_PATH = Path(__file__).resolve().parent.parent / "docs" / "protocol.md"
+
+REST = [
+    ("POST /api/generate", p.GenerateRequest, p.GenerateResponse, "Queue a generation. 422 names each bad field; 429 when the queue is full."),
+    ("GET /api/jobs/{session_id}", None, p.JobView, "One job: status, step, ETA, images, error, timestamps. 404 when unknown."),
+    ("GET /api/jobs?status=&offset=&limit=", None, p.JobPage, "Jobs, newest first, optionally filtered by status."),
+    ("POST /api/jobs/{session_id}/cancel", None, p.JobView, "Cancel a queued or running job. 409 when it already ended."),
+    ("GET /api/gallery?offset=&limit=", None, p.GalleryPage, "Every generated image, newest first."),
+    ("GET /api/health", None, p.Health, "Server, model and queue state."),
+]
+CLIENT = [
+    (p.PingMessage, "Keep-alive; answered with `pong`."),
+    (p.SubscribeMessage, "Follow a session. Answered with `subscribed`, then at once a snapshot (latest progress, or the terminal message) or, with `after_seq`, every stored message after it."),
+    (p.UnsubscribeMessage, "Stop following a session."),
+    (p.CancelMessage, "Cancel a queued or running session."),
+]
+SERVER = [
+    (p.PongMessage, "Answer to `ping`."),
+    (p.SubscribedMessage, "Subscription confirmed, with the session's status and latest seq."),
+    (p.UnsubscribedMessage, "Unsubscription confirmed."),
+    (p.ErrorMessage, "Malformed JSON, unknown type, invalid fields or unknown session. The connection stays open."),
+    (p.GenerationQueued, "Waiting; sent again whenever the position changes (1 = next)."),
+    (p.GenerationStarted, "The worker started the job."),
+    (p.GenerationProgress, "After each denoising step. Coalesced (latest wins) for a client that reads slowly."),
+    (p.GenerationPreview, "A cheap preview of the first image; only to subscribers that asked with `previews: true`."),
+    (p.GenerationComplete, "Terminal: the images and their parameters."),
+    (p.GenerationError, "Terminal: the job failed; `error` says why and what to try."),
+    (p.GenerationCancelled, "Terminal: the job was cancelled."),
+]
+
+
+def _schema(model: type[BaseModel]) -> str:
+    return "```json\n" + json.dumps(model.model_json_schema(), indent=2, sort_keys=True) + "\n```"
+
+
+def _type_of(model: type[BaseModel]) -> str:
+    (literal,) = get_args(model.model_fields["type"].annotation)
+    return literal
+
+
+def render() -> str:
+    lines = [
+        "# AI Artist protocol",
+        "",
+        "Generated from `app/protocol.py` by `python -m app.protocol_doc`; a test fails when this file is stale.",
+        "Every message is JSON. Every message about a session carries `session_id` and `seq`, which grows by",
+        "one with each message of that session (also across server restarts), so a client can resume with",
+        "`subscribe {session_id, after_seq}` after a disconnect and miss nothing.",
+        "",
+        "## REST",
+        "",
+    ]
+    for route, body, response, summary in REST:
+        lines += [f"### `{route}`", "", summary, ""]
+        if body is not None:
+            lines += [f"Request body `{body.__name__}`:", "", _schema(body), ""]
+        lines += [f"Response `{response.__name__}`:", "", _schema(response), ""]
+    lines += ["## WebSocket `/ws`: client to server", ""]
+    for model, summary in CLIENT:
+        lines += [f"### `{_type_of(model)}`", "", summary, "", _schema(model), ""]
+    lines += ["## WebSocket `/ws`: server to client", ""]
+    for model, summary in SERVER:
+        lines += [f"### `{_type_of(model)}`", "", summary, "", _schema(model), ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    text = render()
+    if "--check" in args:
+        current = DOC_PATH.read_text() if DOC_PATH.exists() else ""
+        if current != text:
+            print(f"{DOC_PATH} is stale: run python -m app.protocol_doc", file=sys.stderr)
+            return 1
+        return 0
+    DOC_PATH.parent.mkdir(parents=True, exist_ok=True)
+    DOC_PATH.write_text(text)
+    print(f"wrote {DOC_PATH}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
