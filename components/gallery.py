@@ -79,7 +79,7 @@ class Gallery:
 
         ui.image(item.url).props(f'fit=cover no-transition tabindex=0 role=button alt="{item.name}"') \
             .classes("w-full aspect-square rounded cursor-pointer gallery-thumb") \
-            .mark(f"gallery-item {item.name}").tooltip(item.metadata.prompt) \
+            .mark(f"gallery-thumb {item.name}").tooltip(item.metadata.prompt) \
             .on("click", open_item).on("keydown.enter", open_item)
 
 

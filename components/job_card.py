@@ -62,7 +62,7 @@ def job_card(
         with ui.card_section().classes("w-full py-1"):
             ui.linear_progress(show_value=False, size="6px").props("rounded instant-feedback") \
                 .mark("progress").bind_value_from(job, "progress") \
-                .bind_visibility_from(job, "status", backward=lambda status: status in ("queued", "running"))
+                .bind_visibility_from(job, "status", backward=lambda status: status in ("queued", "running", "completed"))
             with ui.row().classes("w-full justify-between text-xs opacity-70 pt-1"):
                 ui.label().mark("step").bind_text_from(job, "step", backward=lambda _: job.step_text) \
                     .bind_visibility_from(job, "status", backward=lambda status: status != "queued")

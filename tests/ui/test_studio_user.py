@@ -1,0 +1,145 @@
+"""The studio's page logic with NiceGUI's simulated `User` (no browser): each test runs the real engine
+with the tiny model behind the real page, so a broken binding, hook or handler fails here."""
+from __future__ import annotations
+
+from typing import Any
+
+from nicegui import ui
+from nicegui.testing.user import User
+
+from app.protocol import GenerateRequest
+from components.prompt_form import PROMPT_MISSING, SEED_MISSING
+
+from .conftest import engine
+
+JOB_TIMEOUT_RETRIES = 600  # should_see polls every 0.1 s: up to a minute for a job on a busy CPU
+
+
+def element(user: User, marker: str) -> Any:
+    found = user.find(marker=marker).elements
+    assert len(found) == 1, f"expected one element marked {marker!r}, found {len(found)}"
+    return next(iter(found))
+
+
+async def open_studio(user: User) -> None:
+    """Open `/` and wait until the header says the model is ready."""
+    await user.open("/")
+    await user.should_see(marker="model-state", content="Ready", retries=JOB_TIMEOUT_RETRIES)
+    await user.should_see("tiny", retries=1)  # the model's name (the tiny test model's folder)
+
+
+async def fill_and_generate(user: User, prompt: str, steps: int = 10) -> str:
+    """Fill the form like an artist would, press Generate and return the new job's session id."""
+    before = {record.id for record in engine().store.list_jobs(None, 0, 100)[0]}
+    user.find(marker="prompt").type(prompt)
+    element(user, "steps").set_value(steps)
+    user.find(marker="generate").click()
+    records, _ = engine().store.list_jobs(None, 0, 100)
+    new = [record.id for record in records if record.id not in before]
+    assert len(new) == 1, "Generate should queue exactly one job"
+    return new[0]
+
+
+async def test_generate_shows_progress_to_100_percent_then_the_images(user: User) -> None:
+    await open_studio(user)
+    session_id = await fill_and_generate(user, "a lighthouse at dusk", steps=10)
+    await user.should_see(marker=f"job-{session_id}")
+    with user.scope(marker=f"job-{session_id}"):
+        await user.should_see("a lighthouse at dusk")
+        await user.should_see("Done", retries=JOB_TIMEOUT_RETRIES)
+        await user.should_see("step 10/10")
+        assert element(user, "progress").value == 1.0
+        image = element(user, "result-image")
+    view = engine().job_view(session_id)
+    assert view.status == "completed"
+    assert image.source == view.image_urls[0]
+    await user.should_see("1 image", retries=20)  # the gallery refreshed itself
+    assert {item.source for item in user.find(marker="gallery-thumb").elements} == {view.image_urls[0]}
+
+
+async def test_the_form_stays_usable_and_jobs_queue_and_cancel(user: User) -> None:
+    await open_studio(user)
+    first = await fill_and_generate(user, "a long job", steps=100)
+    with user.scope(marker=f"job-{first}"):
+        await user.should_see("Generating", retries=JOB_TIMEOUT_RETRIES)
+    element(user, "prompt").set_value("")
+    second = await fill_and_generate(user, "a queued job", steps=10)
+    with user.scope(marker=f"job-{second}"):
+        await user.should_see("Queued", retries=20)
+        await user.should_see("next in line")
+        user.find(marker="cancel").click()
+        await user.should_see("Cancelled", retries=20)
+    assert engine().job_view(second).status == "cancelled"
+    with user.scope(marker=f"job-{first}"):
+        user.find(marker="cancel").click()
+        await user.should_see("Cancelled", retries=JOB_TIMEOUT_RETRIES)
+    assert engine().job_view(first).status == "cancelled"
+
+
+async def test_use_these_settings_puts_prompt_seed_and_steps_back(user: User) -> None:
+    await open_studio(user)
+    element(user, "seed-mode").set_value("fixed")
+    element(user, "seed").set_value(4242)
+    element(user, "negative-prompt").set_value("blurry")
+    session_id = await fill_and_generate(user, "a red fox in snow", steps=12)
+    with user.scope(marker=f"job-{session_id}"):
+        await user.should_see("Done", retries=JOB_TIMEOUT_RETRIES)
+    element(user, "prompt").set_value("something else")
+    element(user, "seed-mode").set_value("random")
+    element(user, "steps").set_value(50)
+    await user.should_see(marker="gallery-thumb", retries=20)
+    user.find(marker="gallery-thumb").click()
+    with user.scope(marker="image-dialog"):
+        await user.should_see("a red fox in snow")
+        await user.should_see("4242")
+        await user.should_see("64 × 64")
+        user.find(marker="use-settings").click()
+    assert element(user, "prompt").value == "a red fox in snow"
+    assert element(user, "negative-prompt").value == "blurry"
+    assert element(user, "seed").value == 4242
+    assert element(user, "seed-mode").value == "fixed"
+    assert element(user, "steps").value == 12
+    await user.should_see("Settings copied into the form")
+
+
+async def test_validation_messages_say_what_to_fix(user: User) -> None:
+    await open_studio(user)
+    user.find(marker="generate").click()
+    await user.should_see(PROMPT_MISSING)
+    element(user, "prompt").set_value("x" * 2001)
+    user.find(marker="generate").click()
+    await user.should_see("Prompt: String should have at most 2000 characters")
+    element(user, "prompt").set_value("a fixed seed without a seed")
+    element(user, "seed-mode").set_value("fixed")
+    element(user, "seed").set_value(None)
+    user.find(marker="generate").click()
+    await user.should_see(SEED_MISSING)
+    assert engine().store.list_jobs(None, 0, 10)[1] == 0, "nothing invalid may reach the queue"
+
+
+async def test_jobs_from_api_clients_appear_live_and_a_reload_shows_them_again(user: User) -> None:
+    await open_studio(user)
+    session_id, _ = engine().submit(GenerateRequest(prompt="from an API client", num_inference_steps=60))
+    await user.should_see(marker=f"job-{session_id}", retries=20)
+    with user.scope(marker=f"job-{session_id}"):
+        await user.should_see("Generating", retries=JOB_TIMEOUT_RETRIES)
+    await user.open("/")  # a reload builds the page from the engine: the running job is there again
+    with user.scope(marker=f"job-{session_id}"):
+        await user.should_see("from an API client")
+        await user.should_see("Done", retries=JOB_TIMEOUT_RETRIES)
+        assert element(user, "progress").value == 1.0
+    await user.should_see("1 image", retries=20)
+
+
+async def test_dice_fixes_a_random_seed_and_sizes_come_from_the_model(user: User) -> None:
+    await open_studio(user)
+    user.find(marker="dice").click()
+    assert element(user, "seed-mode").value == "fixed"
+    assert isinstance(element(user, "seed").value, (int, float))
+    size = element(user, "size")
+    assert isinstance(size, ui.select)
+    limits = engine().size_limits
+    for key in size.options:
+        width, height = (int(side) for side in key.split("x"))
+        assert not limits.problems(width, height), f"preset {key} is not valid for the model"
+    assert size.value == f"{limits.default_width}x{limits.default_height}"
