@@ -201,12 +201,16 @@ class ArtworkGenerator:
         generator_device = "cpu" if self.device == "mps" else self.device
         generators = [torch.Generator(generator_device).manual_seed(base_seed + i) for i in range(num_images)]
 
+        last_reported = 0
+
         def callback(pipe: Any, step: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
-            if on_step is not None:
-                # Some schedulers (PNDM) run a step or two more than asked; report on the asked scale.
-                actual = getattr(pipe, "_num_timesteps", None) or num_inference_steps
-                reported = max(1, round((step + 1) * num_inference_steps / actual))
-                on_step(min(reported, num_inference_steps), num_inference_steps, tensors.get("latents"))
+            nonlocal last_reported
+            # Some schedulers (PNDM) run a step more than asked: report on the asked scale, each step once.
+            actual = getattr(pipe, "_num_timesteps", None) or num_inference_steps
+            reported = min((step + 1) * num_inference_steps // actual, num_inference_steps)
+            if on_step is not None and reported > last_reported:
+                last_reported = reported
+                on_step(reported, num_inference_steps, tensors.get("latents"))
             if should_stop is not None and should_stop():
                 pipe._interrupt = True
             return tensors

@@ -1,0 +1,92 @@
+"""The Python API of the websocket guide: ArtworkGenerator with a session_id, and the connection manager."""
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import torch
+from fastapi import FastAPI, WebSocket, WebSocketDisconnect
+from fastapi.testclient import TestClient
+
+from app.config import load_config
+from app.events import EventBus
+from app.generator import ArtworkGenerator, GenerationCancelled
+from app.protocol import GenerationProgress
+from app.websocket import ConnectionManager
+
+
+def test_generator_from_config_like_the_guide(model_dir, monkeypatch):
+    monkeypatch.setenv("AI_ARTIST_MODEL__BASE_MODEL", str(model_dir))
+    monkeypatch.setenv("AI_ARTIST_MODEL__DEVICE", "cpu")
+    config = load_config()
+    generator = ArtworkGenerator(model_id=config["model"]["base_model"], device=config["model"]["device"])
+    generator.load_model()
+    torch.set_num_threads(1)
+    images = generator.generate(prompt="A beautiful sunset", num_inference_steps=2, seed=3)
+    assert len(images) == 1 and images[0].size == (generator.size_limits.default_width,) * 2
+    again = generator.generate(prompt="A beautiful sunset", num_inference_steps=2, seed=3)
+    assert again[0].tobytes() == images[0].tobytes(), "same seed, same image"
+
+
+async def test_session_id_sends_progress_to_that_sessions_subscribers_on_the_loop(model_dir):
+    torch.set_num_threads(1)
+    events = EventBus()
+    events.attach_loop(asyncio.get_running_loop())
+    received: list[tuple[GenerationProgress, int]] = []
+    events.add_listener("my-session-123", lambda event, _text: received.append((event, threading.get_ident())))
+    other: list[object] = []
+    events.add_listener("someone-else", lambda event, _text: other.append(event))
+
+    generator = ArtworkGenerator(model_id=str(model_dir), device="cpu", events=events)
+    images = await asyncio.to_thread(
+        generator.generate, prompt="A beautiful sunset", num_inference_steps=4, session_id="my-session-123"
+    )
+    await asyncio.sleep(0)  # let the callbacks queued with call_soon_threadsafe run
+    assert images
+    steps = [event.step for event, _ in received]
+    assert steps == [1, 2, 3, 4] and all(event.total_steps == 4 for event, _ in received)
+    assert {thread for _, thread in received} == {threading.get_ident()}, "listeners run on the event loop"
+    assert [event.seq for event, _ in received] == [1, 2, 3, 4]
+    assert other == []
+
+
+def test_should_stop_interrupts_a_generation(model_dir):
+    torch.set_num_threads(1)
+    generator = ArtworkGenerator(model_id=str(model_dir), device="cpu")
+    steps: list[int] = []
+    try:
+        generator.generate(
+            prompt="a red circle", num_inference_steps=20,
+            on_step=lambda step, total, latents: steps.append(step), should_stop=lambda: len(steps) >= 2,
+        )
+    except GenerationCancelled:
+        pass
+    else:
+        raise AssertionError("expected GenerationCancelled")
+    assert steps == [1, 2]
+
+
+def test_custom_websocket_handler_from_the_guide():
+    manager = ConnectionManager()
+    app = FastAPI()
+
+    @app.websocket("/my/custom/ws")
+    async def my_websocket(websocket: WebSocket):
+        await manager.connect(websocket)
+        try:
+            while True:
+                data = await websocket.receive_json()
+                await manager.broadcast({"type": "custom", "data": data})
+        except WebSocketDisconnect:
+            manager.disconnect(websocket)
+
+    with TestClient(app) as client:
+        with client.websocket_connect("/my/custom/ws") as first, client.websocket_connect("/my/custom/ws") as second:
+            first.send_json({"hello": "world"})
+            assert first.receive_json() == {"type": "custom", "data": {"hello": "world"}}
+            assert second.receive_json() == {"type": "custom", "data": {"hello": "world"}}
+            assert len(manager.connections) == 2
+        second_gone = client.websocket_connect("/my/custom/ws")
+        with second_gone as third:
+            third.send_json({"n": 1})
+            assert third.receive_json() == {"type": "custom", "data": {"n": 1}}
