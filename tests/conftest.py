@@ -24,8 +24,10 @@ def start_server(model_dir: Path, tmp_path: Path) -> Iterator[Callable[..., Serv
     """Factory: start a real server (own data dir unless given); every one started is stopped afterwards."""
     started: list[ServerProcess] = []
 
-    def start(data_dir: Path | None = None, env: dict[str, str] | None = None, **kwargs) -> ServerProcess:
-        server = ServerProcess(model_dir, data_dir or tmp_path / f"data-{len(started)}", env)
+    def start(
+        data_dir: Path | None = None, env: dict[str, str] | None = None, port: int | None = None, **kwargs
+    ) -> ServerProcess:
+        server = ServerProcess(model_dir, data_dir or tmp_path / f"data-{len(started)}", env, port=port)
         started.append(server)
         return server.start(**kwargs)
 

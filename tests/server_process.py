@@ -20,11 +20,23 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def port_is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
 class ServerProcess:
-    def __init__(self, model_dir: Path, data_dir: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, model_dir: Path, data_dir: Path, env: dict[str, str] | None = None, port: int | None = None
+    ) -> None:
         self.model_dir = model_dir
         self.data_dir = data_dir
         self.env = env or {}
+        self.fixed_port = port
         self.port = 0
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = data_dir / "server-output.log"
@@ -38,7 +50,7 @@ class ServerProcess:
         return f"ws://127.0.0.1:{self.port}/ws"
 
     def start(self, wait_for_model: bool = True, timeout: float = 90) -> "ServerProcess":
-        self.port = free_port()
+        self.port = self.fixed_port or free_port()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         inherited = {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}  # NiceGUI's test mode
         env = {**inherited, "AI_ARTIST_MODEL__CPU_THREADS": "1", "PYTHONUNBUFFERED": "1", **self.env}
