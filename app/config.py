@@ -36,12 +36,21 @@ class ModelSettings(_Section):
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
     cpu_threads: int | None = Field(None, ge=1, le=256)
+    single_file_config: Path | None = None
+    attention_slicing: bool = False
+    vae_tiling: bool = False
+    cpu_offload: bool = False
+    compile: bool = False
 
 
 class ServerSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     title: str = "AI Artist"
+    cors_origins: str = Field(
+        r"https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?",
+        description="Regex of browser origins allowed to call the API (external web clients).",
+    )
 
 
 class StorageSettings(_Section):
@@ -58,6 +67,7 @@ class PreviewSettings(_Section):
     every_n_steps: int = Field(1, ge=1)
     min_interval_ms: float = Field(200, ge=0)
     max_side: int = Field(256, ge=16, le=2048)
+    taesd_dir: Path | None = None
 
 
 class Settings(_Section):
@@ -135,4 +145,16 @@ def load_config(path: str | Path | None = None, environ: dict[str, str] | None =
         raise ConfigError(f"invalid configuration in {config_path}: {problems}") from None
     base_dir = config_path.resolve().parent
     settings.model.base_model = settings.resolved_model(base_dir)
+    settings.model.single_file_config = _local_path(settings.model.single_file_config, base_dir)
+    settings.previews.taesd_dir = _local_path(settings.previews.taesd_dir, base_dir)
     return settings
+
+
+def _local_path(value: Path | None, base_dir: Path) -> Path | None:
+    """A relative path made absolute against the config file's folder, when it exists there."""
+    if value is None:
+        return None
+    value = value.expanduser()
+    if not value.is_absolute() and (base_dir / value).exists():
+        return (base_dir / value).resolve()
+    return value

@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from fastapi.middleware.cors import CORSMiddleware
 from nicegui import app as web_app
 from nicegui import ui
 
@@ -31,6 +32,12 @@ def build(settings: Settings) -> Engine:
     """Create the engine and attach every face of it to NiceGUI's app. Call once, before `ui.run`."""
     engine = Engine(settings, bus)
     web_app.state.engine = engine
+    web_app.add_middleware(
+        CORSMiddleware,
+        allow_origin_regex=settings.server.cors_origins,
+        allow_methods=["GET", "POST"],
+        allow_headers=["Content-Type"],
+    )
     websocket.manager.bind_engine(engine)
     web_app.include_router(api.router)
     web_app.include_router(websocket.router)
