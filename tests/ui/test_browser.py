@@ -1,0 +1,203 @@
+"""The studio and /test/websocket in Debian's chromium, driven by Playwright, against real servers.
+
+Each test waits on conditions (Playwright's `expect`), never on sleeps, and fails on any console error.
+Screenshots go to test-artifacts/; the studio's screenshot also to docs/images/studio.png.
+"""
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
+
+from tests import server_process
+from tests.server_process import PROJECT_ROOT, ServerProcess
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--no-first-run", "--disable-gpu"]
+JOB_TIMEOUT_MS = 90_000
+DOCS_SCREENSHOT = PROJECT_ROOT / "docs" / "images" / "studio.png"
+# While a server is down on purpose, the browser reports the refused connections; nothing else is allowed.
+OUTAGE_NOISE = re.compile(r"ERR_CONNECTION_REFUSED|WebSocket connection to .* failed|Failed to load resource")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+class Console:
+    """Every console error and uncaught exception of the pages a test opens."""
+
+    def __init__(self) -> None:
+        self.errors: list[str] = []
+
+    def watch(self, page: Page) -> Page:
+        page.on("console", self._on_console)
+        page.on("pageerror", lambda error: self.errors.append(f"uncaught: {error}"))
+        return page
+
+    def _on_console(self, message: ConsoleMessage) -> None:
+        if message.type == "error":
+            self.errors.append(f"{message.text} ({message.location.get('url', '')})")
+
+
+@pytest.fixture
+def open_page(browser: Browser) -> Iterator[Callable[..., Page]]:
+    """Factory of pages (tabs) on their own context; at the end no page may have logged a console error."""
+    console = Console()
+    contexts = []
+    allowed: list[re.Pattern[str]] = []
+
+    def open_page(url: str, *, width: int = 1280, height: int = 900, allow: re.Pattern[str] | None = None) -> Page:
+        if allow is not None:
+            allowed.append(allow)
+        context = browser.new_context(viewport={"width": width, "height": height})
+        contexts.append(context)
+        page = console.watch(context.new_page())
+        page.goto(url)
+        return page
+
+    yield open_page
+    for context in contexts:
+        context.close()
+    errors = [error for error in console.errors if not any(pattern.search(error) for pattern in allowed)]
+    assert not errors, "console errors:\n" + "\n".join(errors)
+
+
+def wait_until_ready(page: Page) -> None:
+    expect(page.locator(".q-chip", has_text="Ready")).to_be_visible(timeout=JOB_TIMEOUT_MS)
+
+
+def generate_with_ctrl_enter(page: Page, prompt: str) -> None:
+    field = page.get_by_label("Prompt", exact=True)
+    field.fill(prompt)
+    field.press("Control+Enter")
+
+
+def track_progress_values(page: Page) -> None:
+    """Record every value any progress bar shows, from the page's side (a MutationObserver)."""
+    page.evaluate(
+        """() => {
+            window.progressSeen = [];
+            new MutationObserver(() => document.querySelectorAll('[role=progressbar]').forEach(bar =>
+                window.progressSeen.push(Number(bar.getAttribute('aria-valuenow')))
+            )).observe(document.body, {subtree: true, attributes: true, attributeFilter: ['aria-valuenow']});
+        }"""
+    )
+
+
+def job_card(page: Page, prompt: str):
+    return page.locator(".job-card", has_text=prompt)
+
+
+def test_generate_on_the_studio_the_bar_reaches_100_percent_and_the_image_appears(
+    server: ServerProcess, open_page: Callable[..., Page], artifacts: Path
+) -> None:
+    page = open_page(server.base_url + "/")
+    wait_until_ready(page)
+    track_progress_values(page)
+    prompt = f"a lighthouse at dusk {uuid.uuid4().hex[:6]}"
+    generate_with_ctrl_enter(page, prompt)
+    card = job_card(page, prompt)
+    expect(card).to_be_visible()
+    expect(card.get_by_role("progressbar")).to_have_attribute("aria-valuenow", "1", timeout=JOB_TIMEOUT_MS)
+    expect(card.get_by_text("step 30/30")).to_be_visible()
+    image = card.locator("img[src^='/images/']")
+    expect(image).to_be_visible()
+    expect(image).to_have_js_property("complete", True)
+    seen = page.evaluate("window.progressSeen")
+    assert any(0 < value < 1 for value in seen), f"the bar never showed a step in between: {seen}"
+    name = image.get_attribute("src").rsplit("/", 1)[-1]
+    thumbnail = page.locator(f".gallery-thumb img[src='/images/{name}']")
+    expect(thumbnail).to_be_visible()
+    thumbnail.click()
+    dialog = page.locator(".q-dialog")
+    expect(dialog.get_by_text(prompt)).to_be_visible()
+    expect(dialog.locator("a[download]")).to_have_attribute("href", f"/images/{name}")
+    page.screenshot(path=artifacts / "studio-dialog.png")
+    page.keyboard.press("Escape")
+    expect(dialog).to_be_hidden()
+    page.screenshot(path=artifacts / "studio.png", full_page=True)
+    DOCS_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=DOCS_SCREENSHOT)
+
+
+def test_a_second_tab_sees_the_new_image_in_its_gallery(server: ServerProcess, open_page: Callable[..., Page], artifacts: Path) -> None:
+    watcher = open_page(server.base_url + "/", width=390, height=844)  # a phone-sized second tab
+    artist = open_page(server.base_url + "/")
+    wait_until_ready(artist)
+    expect(watcher.locator(".gallery-thumb").first.or_(watcher.get_by_text("Your images will gather here."))).to_be_visible()
+    prompt = f"a red fox in snow {uuid.uuid4().hex[:6]}"
+    generate_with_ctrl_enter(artist, prompt)
+    expect(job_card(watcher, prompt)).to_be_visible()  # the job itself shows up in the other tab too
+    image = job_card(artist, prompt).locator("img[src^='/images/']")
+    expect(image).to_be_visible(timeout=JOB_TIMEOUT_MS)
+    name = image.get_attribute("src").rsplit("/", 1)[-1]
+    expect(watcher.locator(f".gallery-thumb img[src='/images/{name}']")).to_be_visible()
+    watcher.screenshot(path=artifacts / "studio-phone.png", full_page=True)
+
+
+def test_the_websocket_test_page_connects_generates_and_shows_images(
+    server: ServerProcess, open_page: Callable[..., Page], artifacts: Path
+) -> None:
+    page = open_page(server.base_url + "/test/websocket")
+    expect(page.locator("#connection")).to_have_class(re.compile(r"\bconnected\b"))
+    expect(page.locator("#connection-text")).to_have_text("Connected")
+    page.locator("#prompt").fill("A serene mountain landscape at sunset")
+    page.locator("#num-images").fill("2")
+    page.get_by_role("button", name="Generate Artwork").click()
+    expect(page.locator("#images img")).to_have_count(2, timeout=JOB_TIMEOUT_MS)
+    expect(page.locator("#progress-bar")).to_have_attribute("style", re.compile(r"width: 100%"))
+    expect(page.locator("#job-status")).to_have_text("Complete")
+    expect(page.locator("#log")).to_contain_text("generation_progress")
+    expect(page.locator("#log")).to_contain_text("generation_complete")
+    for image in page.locator("#images img").all():
+        expect(image).to_have_js_property("complete", True)
+    page.screenshot(path=artifacts / "test-websocket.png", full_page=True)
+
+
+def test_after_a_server_restart_both_pages_reconnect_and_show_the_job(
+    start_server: Callable[..., ServerProcess],
+    open_page: Callable[..., Page],
+    artifacts: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    data_dir = tmp_path / "restart-data"
+    server = start_server(data_dir=data_dir)
+    studio = open_page(server.base_url + "/", allow=OUTAGE_NOISE)
+    wait_until_ready(studio)
+    tester = open_page(server.base_url + "/test/websocket", allow=OUTAGE_NOISE)
+    expect(tester.locator("#connection")).to_have_class(re.compile(r"\bconnected\b"))
+    tester.locator("#steps").evaluate("range => { range.value = '100'; range.dispatchEvent(new Event('input')); }")
+    tester.locator("#prompt").fill("survives a restart")
+    tester.get_by_role("button", name="Generate Artwork").click()
+    expect(job_card(studio, "survives a restart").get_by_text(re.compile(r"step [1-9]\d*/100"))).to_be_visible(
+        timeout=JOB_TIMEOUT_MS
+    )
+    session_id = httpx.get(server.base_url + "/api/jobs").json()["items"][0]["session_id"]
+
+    server.stop()
+    expect(tester.locator("#connection")).to_have_class(re.compile(r"\bdisconnected\b"))
+    monkeypatch.setattr(server_process, "free_port", lambda: server.port)  # come back on the same port
+    server.start()
+
+    # The test page reconnects by itself, re-subscribes with after_seq and sees the re-run finish.
+    expect(tester.locator("#connection-text")).to_have_text("Connected", timeout=JOB_TIMEOUT_MS)
+    expect(tester.locator("#log")).to_contain_text('"after_seq"')
+    expect(tester.locator("#images img")).to_have_count(1, timeout=JOB_TIMEOUT_MS)
+    # The studio reconnects (NiceGUI reloads the page) and shows the job from the engine's state.
+    card = job_card(studio, "survives a restart")
+    expect(card.locator("img[src^='/images/']")).to_be_visible(timeout=JOB_TIMEOUT_MS)
+    expect(card.get_by_text("Done", exact=True)).to_be_visible()
+    assert httpx.get(f"{server.base_url}/api/jobs/{session_id}").json()["status"] == "completed"
+    studio.screenshot(path=artifacts / "studio-after-restart.png", full_page=True)
+    tester.screenshot(path=artifacts / "test-websocket-after-restart.png", full_page=True)
