@@ -96,11 +96,12 @@ def test_guide_snippets_work_unchanged(guide_server, page):
     )
     session_id = page.evaluate("window.__session")
     page.wait_for_function("window.__complete === true", timeout=120_000)
+    page.wait_for_function("() => true")  # one more round trip: the console events before it have arrived
     assert "Connected!" in logged
     types = [message["type"] for message in received]
     assert types[0] == "pong" and "subscribed" in types
     progress = [m for m in received if m["type"] == "generation_progress"]
     assert progress and all(m["session_id"] == session_id for m in progress)
-    complete = received[-1]
-    assert complete["type"] == "generation_complete" and complete["session_id"] == session_id
+    (complete,) = [m for m in received if m["type"] == "generation_complete"]
+    assert complete["session_id"] == session_id
     assert complete["image_paths"] and complete["metadata"]["prompt"] == "A serene mountain landscape at sunset"
