@@ -4,11 +4,27 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
-from fastapi.responses import FileResponse
+import asyncio
 
-from .engine import Engine, InvalidRequest, JobAlreadyFinished, JobNotFound, QueueFull
-from .protocol import ErrorBody, GalleryPage, GenerateRequest, GenerateResponse, Health, JobPage, JobStatus, JobView
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import FileResponse, Response
+
+from .engine import Engine, InvalidRequest, JobAlreadyFinished, JobNotFound, ModelBusy, ModelUnavailable, QueueFull
+from .model_loading import model_events
+from .protocol import (
+    ErrorBody,
+    GalleryPage,
+    GenerateRequest,
+    GenerateResponse,
+    Health,
+    JobPage,
+    JobStatus,
+    JobView,
+    ModelList,
+    ModelLoading,
+    ModelSwitchRequest,
+    ModelSwitchResponse,
+)
 
 router = APIRouter()
 ERRORS = {404: {"model": ErrorBody}, 409: {"model": ErrorBody}, 429: {"model": ErrorBody}}
@@ -90,3 +106,50 @@ async def image(name: str, engine: EngineDep) -> FileResponse:
 @router.get("/api/health", response_model=Health, tags=["health"])
 async def health(engine: EngineDep) -> Health:
     return engine.health()
+
+
+@router.get(
+    "/api/jobs/{session_id}/preview.jpg",
+    responses={200: {"content": {"image/jpeg": {}}}, 404: {"model": ErrorBody}},
+    tags=["jobs"],
+)
+async def job_preview(session_id: str, engine: EngineDep) -> Response:
+    """The latest live preview of a running job (a small JPEG); 404 when it has none (yet, or any more)."""
+    preview = engine.previews.get(session_id)
+    if preview is None:
+        raise HTTPException(404, detail=f"no preview for session {session_id!r} (not running, or none rendered yet)")
+    return Response(preview.jpeg, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
+
+
+@router.get("/api/models", response_model=ModelList, tags=["model"])
+async def list_models(engine: EngineDep) -> ModelList:
+    """The current model and the local models found under assets/models and <data_dir>/models."""
+    return engine.models()
+
+
+@router.post("/api/model", response_model=ModelSwitchResponse, status_code=202, responses=ERRORS, tags=["model"])
+async def switch_model(body: ModelSwitchRequest, engine: EngineDep) -> ModelSwitchResponse:
+    """Load another model in the background (hub id, local folder or single file); follow it on /api/health.
+
+    Jobs waiting for the previous model fail at once with a reason (listed in `failed_jobs`); a running
+    job finishes on the previous model first. 409 while another model is loading; 422 when the model
+    cannot be loaded here (the message says what is missing and how to get it).
+    """
+    try:
+        return engine.switch_model(body.model)
+    except ModelUnavailable as error:
+        detail = [{"type": "value_error", "loc": ["body", "model"], "msg": str(error)}]
+        raise HTTPException(422, detail=detail) from None
+    except ModelBusy as error:
+        raise HTTPException(409, detail=str(error)) from None
+
+
+def _broadcast_model_loading(message: ModelLoading) -> None:
+    """Send `model_loading` to every /ws client (runs on the event loop)."""
+    from .websocket import manager
+
+    if manager.connections:
+        asyncio.get_running_loop().create_task(manager.broadcast(message.model_dump(mode="json")))
+
+
+model_events.add_listener(_broadcast_model_loading)

@@ -12,8 +12,10 @@ from pathlib import Path
 
 from .config import Settings
 from .events import EventBus
-from .generator import ArtworkGenerator, SizeLimits
+from .generator import ArtworkGenerator, ModelOptions, SizeLimits
+from .job_previews import PreviewStore
 from .jobs import JobQueue, JobWorker, QueueFull
+from .model_loading import ModelUnavailable, known_local_models, model_events, resolve_source
 from .protocol import (
     TERMINAL_STATUSES,
     GenerateRequest,
@@ -24,8 +26,12 @@ from .protocol import (
     GenerationStarted,
     Health,
     JobView,
+    KnownModel,
     ModelHealth,
+    ModelList,
+    ModelLoading,
     ModelState,
+    ModelSwitchResponse,
     QueueHealth,
     SessionEvent,
 )
@@ -33,7 +39,9 @@ from .store import JobRecord, Store
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Engine", "JobNotFound", "InvalidRequest", "QueueFull", "JobAlreadyFinished"]
+__all__ = [
+    "Engine", "JobNotFound", "InvalidRequest", "QueueFull", "JobAlreadyFinished", "ModelBusy", "ModelUnavailable",
+]
 
 
 class JobNotFound(LookupError):
@@ -50,11 +58,16 @@ class JobAlreadyFinished(Exception):
     pass
 
 
+class ModelBusy(Exception):
+    """A model switch was asked for while another model is still loading."""
+
+
 @dataclass
 class ModelSlot:
     generator: ArtworkGenerator
     state: ModelState = "loading"
     error: str | None = None
+    epoch: int = 0  # grows with every switch; a job runs only on the model it was queued for
 
 
 class Engine:
@@ -67,15 +80,9 @@ class Engine:
         self.events = events
         self.events.set_seq_store(self.store)
         self.queue = JobQueue(settings.queue.max_pending)
-        self.model = ModelSlot(
-            ArtworkGenerator(
-                settings.model.base_model,
-                device=settings.model.device,
-                dtype=settings.model.dtype,
-                events=events,
-                cpu_threads=settings.model.cpu_threads,
-            )
-        )
+        self.previews = PreviewStore()
+        self.model = ModelSlot(self._new_generator(settings.model.base_model))
+        self._job_epochs: dict[str, int] = {}  # jobs submitted in this process -> model epoch
         self._model_settled: asyncio.Event | None = None
         self.worker: JobWorker | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -93,7 +100,11 @@ class Engine:
             generator=lambda: self.model.generator,
             images_dir=self.images_dir,
             wait_for_model=self._wait_for_model,
+            previews=self.settings.previews,
+            preview_store=self.previews,
+            job_blocker=self._switched_away_from,
         )
+        model_events.attach_loop(loop)
         self._recover_unfinished_jobs()
         self._tasks = [loop.create_task(self._load_model()), loop.create_task(self.worker.run_forever())]
 
@@ -104,16 +115,102 @@ class Engine:
             self.worker.close()
         self.store.close()
 
+    def _new_generator(self, model_id: str) -> ArtworkGenerator:
+        options = self.settings.model
+        single_file_config = options.single_file_config
+
+        def download_progress(done: int, total: int | None) -> None:
+            model_events.publish_threadsafe(ModelLoading(model=model_id, downloaded_bytes=done, total_bytes=total))
+
+        return ArtworkGenerator(
+            model_id,
+            device=options.device,
+            dtype=options.dtype,
+            events=self.events,
+            cpu_threads=options.cpu_threads,
+            options=ModelOptions(
+                attention_slicing=options.attention_slicing,
+                vae_tiling=options.vae_tiling,
+                cpu_offload=options.cpu_offload,
+                compile=options.compile,
+                single_file_config=str(single_file_config) if single_file_config else None,
+            ),
+            download_progress=download_progress,
+        )
+
     async def _load_model(self) -> None:
         assert self._model_settled is not None
+        slot = self.model
+        if self.worker is not None:
+            await self.worker.not_running.wait()  # a job started on the old model finishes on it first
         try:
-            await asyncio.to_thread(self.model.generator.load_model)
+            await asyncio.to_thread(slot.generator.load_model)
         except Exception as error:
-            log.exception("loading %s failed", self.model.generator.model_id)
-            self.model.state, self.model.error = "error", f"{type(error).__name__}: {error}"
+            log.exception("loading %s failed", slot.generator.model_id)
+            slot.state = "error"
+            slot.error = str(error) if isinstance(error, ModelUnavailable) else f"{type(error).__name__}: {error}"
         else:
-            self.model.state = "ready"
-        self._model_settled.set()
+            slot.state = "ready"
+        if slot is self.model:
+            self._model_settled.set()
+
+    # -- model switching ------------------------------------------------------------------------
+
+    def switch_model(self, reference: str) -> ModelSwitchResponse:
+        """Start loading another model in the background.
+
+        Jobs still waiting for the previous model fail at once with a reason (they were validated
+        against it); a job already running finishes on it, then the new model loads.
+        """
+        if self.model.state == "loading":
+            raise ModelBusy(
+                f"model {self.model.generator.model_id!r} is still loading; wait until GET /api/health "
+                "shows ready or error, then switch"
+            )
+        options = self.settings.model
+        source = resolve_source(reference, options.single_file_config)  # ModelUnavailable names what is missing
+        previous = self.model.generator.model_name
+        generator = self._new_generator(source.location)
+        failed = []
+        for session_id in self.queue.waiting():
+            if self.queue.remove(session_id):
+                self._fail_job(
+                    session_id,
+                    f"the server switched from model {previous!r} to {generator.model_name!r} before this job "
+                    f"started; submit it again to run it on {generator.model_name!r}",
+                )
+                failed.append(session_id)
+        self.model = ModelSlot(generator, "loading", epoch=self.model.epoch + 1)
+        assert self._model_settled is not None, "the engine is not started"
+        self._model_settled.clear()
+        self._tasks.append(asyncio.get_running_loop().create_task(self._load_model()))
+        log.info("switching model %s -> %s; failed %d waiting jobs", previous, generator.model_id, len(failed))
+        return ModelSwitchResponse(model=generator.model_id, state="loading", failed_jobs=failed)
+
+    def _fail_job(self, session_id: str, message: str) -> None:
+        self.store.finish(session_id, "failed", error=message)
+        self.events.publish(GenerationError(session_id=session_id, error=message))
+        self._job_epochs.pop(session_id, None)
+
+    def _switched_away_from(self, record: JobRecord) -> str | None:
+        """Why a job taken from the queue must not run on the current model (None: it may)."""
+        epoch = self._job_epochs.pop(record.id, self.model.epoch)
+        if epoch == self.model.epoch:
+            return None
+        return (
+            f"the server switched to model {self.model.generator.model_name!r} after this job was queued for "
+            f"{record.model!r}; submit it again"
+        )
+
+    def models(self) -> ModelList:
+        roots = [Path(__file__).resolve().parent.parent / "assets" / "models", self.data_dir / "models"]
+        known = known_local_models(*roots)
+        current = self.model.generator.model_id
+        if current not in {item.model for item in known}:
+            path = Path(current)
+            kind = "hub" if not path.exists() else ("folder" if path.is_dir() else "single_file")
+            known.insert(0, KnownModel(model=current, name=self.model.generator.model_name, kind=kind))
+        return ModelList(current=self.health().model, models=known)
 
     async def _wait_for_model(self) -> str | None:
         assert self._model_settled is not None
@@ -145,12 +242,26 @@ class Engine:
         problems = self.size_limits.problems(
             request.width or self.size_limits.default_width, request.height or self.size_limits.default_height
         )
+        if request.scheduler is not None:
+            name = request.scheduler.strip().lower()
+            allowed = self.model.generator.supported_schedulers()
+            if name in allowed:
+                request = request.model_copy(update={"scheduler": name})
+            else:
+                problems.append(
+                    (
+                        "scheduler",
+                        f"scheduler {request.scheduler!r} is not available for model "
+                        f"{self.model.generator.model_name!r}; allowed: {', '.join(allowed)}",
+                    )
+                )
         if problems:
             raise InvalidRequest(problems)
         if len(self.queue) >= self.queue.max_pending:
             raise QueueFull(f"the queue is full ({self.queue.max_pending} jobs waiting); try again later")
         session_id = str(uuid.uuid4())
         self.store.create_job(session_id, request, self.model.generator.model_name)
+        self._job_epochs[session_id] = self.model.epoch
         position = self.queue.put(session_id)
         self.events.publish(GenerationQueued(session_id=session_id, position=position))
         return session_id, position
@@ -234,12 +345,15 @@ class Engine:
 
     def health(self) -> Health:
         running = 1 if self.worker is not None and self.worker.running_id else 0
+        generator = self.model.generator
         return Health(
             model=ModelHealth(
-                id=self.model.generator.model_id,
+                id=generator.model_id,
                 state=self.model.state,
-                device=self.model.generator.device,
+                device=generator.device,
                 error=self.model.error,
+                family=generator.family,
+                schedulers=list(generator.supported_schedulers()),
             ),
             queue=QueueHealth(pending=len(self.queue), running=running),
         )

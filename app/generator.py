@@ -23,14 +23,26 @@ from typing import Any
 from PIL import Image
 
 from .events import EventBus, bus as default_bus
+from .model_loading import (  # noqa: F401  (SINGLE_FILE_SUFFIXES and ModelUnavailable: re-exported)
+    SINGLE_FILE_SUFFIXES,
+    ModelSource,
+    ModelUnavailable,
+    ProgressCallback,
+    load_pipeline,
+    resolve_source,
+)
 from .protocol import GenerationProgress, progress_text
+from .schedulers import DEFAULT_SCHEDULER, SCHEDULER_NAMES, make_scheduler, supported_schedulers
+
+# app.schedulers imports diffusers here, at import time: a first `import diffusers` racing between the
+# event loop (health asks for scheduler names) and the loading thread leaves names missing.
 
 log = logging.getLogger(__name__)
 
 StepCallback = Callable[[int, int, Any], None]
 """on_step(step, total_steps, latents): called in the generating thread after each denoising step."""
 
-SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt")
+FLOW_FAMILIES = ("sd3", "flux")  # transformer models patchify 2x2 latents: sizes in multiples of 16
 
 
 class GenerationCancelled(Exception):
@@ -80,6 +92,29 @@ def resolve_dtype(dtype: str, device: str) -> Any:
     return getattr(torch, dtype)
 
 
+def family_of_folder(folder: Path) -> str | None:
+    """"sd", "sdxl", "sd3" or "flux" from a diffusers folder's model_index.json (no weights read)."""
+    try:
+        name = str(json.loads((folder / "model_index.json").read_text()).get("_class_name", ""))
+    except (OSError, ValueError):
+        return None
+    for prefix, family in (("StableDiffusionXL", "sdxl"), ("StableDiffusion3", "sd3"), ("Flux", "flux"), ("StableDiffusion", "sd")):
+        if name.startswith(prefix):
+            return family
+    return None
+
+
+def _limits(native: int, scale: int, family: str | None, max_patched: int | None = None) -> SizeLimits:
+    multiple = 2 * scale if family in FLOW_FAMILIES else scale
+    maximum = max(native * 4, 256)
+    if max_patched:  # SD3's position embedding covers at most this many 2x2 patches per side
+        maximum = min(maximum, max_patched * multiple)
+    minimum = max(8 * scale, 32)
+    minimum = -(-minimum // multiple) * multiple
+    native = -(-native // multiple) * multiple
+    return SizeLimits(native, native, minimum=minimum, maximum=maximum - maximum % multiple, multiple=multiple)
+
+
 def inspect_size_limits(model_id: str) -> SizeLimits:
     """Read a local model folder's configs (no weights) to find its native and allowed sizes."""
     folder = Path(model_id)
@@ -92,17 +127,31 @@ def inspect_size_limits(model_id: str) -> SizeLimits:
             (folder / name / "config.json" for name in ("unet", "transformer") if (folder / name / "config.json").is_file()),
             None,
         )
-        sample_size = json.loads(denoiser.read_text()).get("sample_size") if denoiser else None
+        denoiser_config = json.loads(denoiser.read_text()) if denoiser else {}
     except (OSError, ValueError):
         return GENERIC_LIMITS
+    family = family_of_folder(folder)
+    sample_size = denoiser_config.get("sample_size")
+    if family == "flux" and not isinstance(sample_size, int):
+        sample_size = 128  # FLUX.1 is trained at 1024x1024; its transformer config has no sample_size
     if not isinstance(sample_size, int):
         return GENERIC_LIMITS
-    native = sample_size * scale
-    return SizeLimits(native, native, minimum=max(8 * scale, 32), maximum=max(native * 4, 256), multiple=8)
+    return _limits(sample_size * scale, scale, family, denoiser_config.get("pos_embed_max_size"))
 
 
 def random_seed() -> int:
     return random.SystemRandom().randrange(0, 2**32)
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    """Device and memory options from config.yaml's `model` section."""
+
+    attention_slicing: bool = False
+    vae_tiling: bool = False
+    cpu_offload: bool = False  # cuda only
+    compile: bool = False
+    single_file_config: str | None = None
 
 
 class ArtworkGenerator:
@@ -113,6 +162,8 @@ class ArtworkGenerator:
         dtype: str = "auto",
         events: EventBus | None = None,
         cpu_threads: int | None = None,
+        options: ModelOptions | None = None,
+        download_progress: ProgressCallback | None = None,
     ) -> None:
         if model_id is None:
             from .config import load_config
@@ -123,9 +174,14 @@ class ArtworkGenerator:
         self.device = resolve_device(device)
         self.dtype_name = dtype
         self.cpu_threads = cpu_threads
+        self.options = options or ModelOptions()
+        self.download_progress = download_progress
         self.events = events or default_bus
         self.pipeline: Any = None
+        self.base_scheduler: Any = None
+        self.family: str | None = family_of_folder(Path(model_id))
         self.size_limits = inspect_size_limits(model_id)
+        self._preview_decoders: dict[str | None, Any] = {}
         self._lock = threading.Lock()
 
     @property
@@ -136,39 +192,85 @@ class ArtworkGenerator:
     def model_name(self) -> str:
         return Path(self.model_id).name if Path(self.model_id).exists() else self.model_id
 
-    def load_model(self) -> None:
-        from diffusers import AutoPipelineForText2Image, DiffusionPipeline
+    def source(self) -> ModelSource:
+        """Where the model comes from; raises ModelUnavailable naming what is missing."""
+        return resolve_source(self.model_id, self.options.single_file_config)
 
+    def load_model(self) -> None:
         import torch
 
         if self.cpu_threads is not None and self.device == "cpu":
             torch.set_num_threads(self.cpu_threads)
         dtype = resolve_dtype(self.dtype_name, self.device)
         started = time.perf_counter()
-        source = Path(self.model_id)
-        if source.suffix in SINGLE_FILE_SUFFIXES:
-            from diffusers import StableDiffusionPipeline
-
-            pipeline = StableDiffusionPipeline.from_single_file(str(source), dtype=dtype)
-        else:
-            try:
-                pipeline = AutoPipelineForText2Image.from_pretrained(self.model_id, dtype=dtype)
-            except ValueError:
-                pipeline = DiffusionPipeline.from_pretrained(self.model_id, dtype=dtype)
-        pipeline.to(self.device)
+        source = self.source()
+        pipeline = load_pipeline(source, dtype, self.download_progress)
+        self._place(pipeline)
         pipeline.set_progress_bar_config(disable=True)
+        self.base_scheduler = pipeline.scheduler  # per-request schedulers are built from this one
+        try:
+            from .previews import model_family
+
+            self.family = model_family(pipeline)
+        except ValueError:
+            self.family = None
         self.pipeline = pipeline
         self.size_limits = self._limits_of(pipeline)
-        log.info("loaded %s on %s in %.1fs", self.model_id, self.device, time.perf_counter() - started)
+        log.info("loaded %s (%s) on %s in %.1fs", self.model_id, source.kind, self.device, time.perf_counter() - started)
+
+    def _place(self, pipeline: Any) -> None:
+        """Move to the device and apply the memory options."""
+        options = self.options
+        if options.attention_slicing and hasattr(pipeline, "enable_attention_slicing"):
+            pipeline.enable_attention_slicing()
+        vae = getattr(pipeline, "vae", None)
+        if options.vae_tiling and vae is not None and hasattr(vae, "enable_tiling"):
+            vae.enable_tiling()
+        if options.cpu_offload and self.device == "cuda":
+            pipeline.enable_model_cpu_offload()
+        else:
+            if options.cpu_offload:
+                log.warning("model.cpu_offload needs cuda; running on %s without offload", self.device)
+            pipeline.to(self.device)
+        if options.compile:
+            denoiser = getattr(pipeline, "unet", None) or getattr(pipeline, "transformer", None)
+            if denoiser is not None:
+                denoiser.compile()  # in place: the pipeline keeps its module (and its config)
 
     def _limits_of(self, pipeline: Any) -> SizeLimits:
         denoiser = getattr(pipeline, "unet", None) or getattr(pipeline, "transformer", None)
-        sample_size = getattr(getattr(denoiser, "config", None), "sample_size", None)
+        config = getattr(denoiser, "config", None)
+        sample_size = getattr(config, "sample_size", None)
+        if not isinstance(sample_size, int):
+            sample_size = getattr(pipeline, "default_sample_size", None)
         scale = int(getattr(pipeline, "vae_scale_factor", 8))
         if not isinstance(sample_size, int):
             return self.size_limits
-        native = sample_size * scale
-        return SizeLimits(native, native, minimum=max(8 * scale, 32), maximum=max(native * 4, 256), multiple=8)
+        return _limits(sample_size * scale, scale, self.family, getattr(config, "pos_embed_max_size", None))
+
+    def supported_schedulers(self) -> tuple[str, ...]:
+        """Scheduler names this model accepts (judged from its folder's config before it is loaded)."""
+        if self.base_scheduler is not None:
+            return supported_schedulers(self.base_scheduler)
+        config = Path(self.model_id) / "scheduler" / "scheduler_config.json"
+        if config.is_file():
+            try:
+                return supported_schedulers(json.loads(config.read_text()))
+            except (OSError, ValueError, TypeError):
+                pass
+        if self.family is not None:
+            return supported_schedulers(self.family)
+        return SCHEDULER_NAMES
+
+    def preview_decoder(self, taesd_dir: str | Path | None = None) -> Any:
+        """The preview method for the loaded model (TAESD when its folder is on disk), built once."""
+        from .previews import PreviewDecoder
+
+        key = str(taesd_dir) if taesd_dir else None
+        decoder = self._preview_decoders.get(key)
+        if decoder is None:
+            decoder = self._preview_decoders[key] = PreviewDecoder.for_pipeline(self.pipeline, taesd_dir)
+        return decoder
 
     def generate(
         self,
@@ -182,10 +284,15 @@ class ArtworkGenerator:
         height: int | None = None,
         session_id: str | None = None,
         *,
+        scheduler: str | None = None,
         on_step: StepCallback | None = None,
         should_stop: Callable[[], bool] | None = None,
     ) -> list[Image.Image]:
-        """Generate `num_images` images; image i uses seed + i (so any one can be reproduced alone)."""
+        """Generate `num_images` images; image i uses seed + i (so any one can be reproduced alone).
+
+        `scheduler` is a name from `app.schedulers.SCHEDULER_NAMES` (None: the model's own); every call
+        gets a fresh scheduler built from the model's original one, so no sampler state leaks between jobs.
+        """
         import torch
 
         if not self.is_loaded:
@@ -195,6 +302,7 @@ class ArtworkGenerator:
         problems = self.size_limits.problems(width, height)
         if problems:
             raise ValueError("; ".join(message for _, message in problems))
+        fresh_scheduler = make_scheduler(scheduler or DEFAULT_SCHEDULER, self.base_scheduler)
         base_seed = random_seed() if seed is None else seed
         if on_step is None and session_id is not None:
             on_step = self._session_progress(session_id)
@@ -216,6 +324,7 @@ class ArtworkGenerator:
             return tensors
 
         with self._lock:
+            self.pipeline.scheduler = fresh_scheduler
             output = self.pipeline(
                 prompt=[prompt] * num_images,
                 negative_prompt=[negative_prompt] * num_images if negative_prompt else None,
@@ -241,10 +350,15 @@ class ArtworkGenerator:
         return publish
 
 
+OUT_OF_MEMORY_SIGNS = ("out of memory", "can't allocate memory", "not enough memory", "cannot allocate memory")
+
+
 def describe_failure(error: BaseException) -> str:
     """A message an artist can act on, for any exception a generation raised."""
     text = str(error) or type(error).__name__
-    if "out of memory" in text.lower() or type(error).__name__ == "OutOfMemoryError":
+    if isinstance(error, MemoryError) or type(error).__name__ == "OutOfMemoryError" or any(
+        sign in text.lower() for sign in OUT_OF_MEMORY_SIGNS
+    ):
         return (
             "Out of memory: try fewer images per batch, a smaller width/height, or enable model CPU offload "
             f"or attention slicing in config.yaml ({text.splitlines()[0]})"

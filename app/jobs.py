@@ -16,9 +16,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from .config import PreviewSettings
 from .events import EventBus
 from .generator import ArtworkGenerator, GenerationCancelled, describe_failure, random_seed
 from .image_files import save_png
+from .job_previews import JobPreviewer, PreviewStore
 from .protocol import (
     GenerationCancelled as CancelledEvent,
     GenerationComplete,
@@ -102,6 +104,9 @@ class JobWorker:
         generator: Callable[[], ArtworkGenerator],
         images_dir: Path,
         wait_for_model: Callable[[], Awaitable[str | None]],
+        previews: PreviewSettings | None = None,
+        preview_store: PreviewStore | None = None,
+        job_blocker: Callable[[JobRecord], str | None] | None = None,
     ) -> None:
         self.store = store
         self.events = events
@@ -109,7 +114,12 @@ class JobWorker:
         self.generator = generator
         self.images_dir = images_dir
         self.wait_for_model = wait_for_model
+        self.previews = previews or PreviewSettings(enabled=False)
+        self.preview_store = preview_store or PreviewStore()
+        self.job_blocker = job_blocker  # a reason the job cannot run on the current model, or None
         self.running_id: str | None = None
+        self.not_running = asyncio.Event()
+        self.not_running.set()
         self._cancel_flags: dict[str, threading.Event] = {}
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="generation")
         self.idle = asyncio.Event()
@@ -136,6 +146,14 @@ class JobWorker:
             record = self.store.get_job(session_id)
             if record is None or record.status != "queued":
                 continue
+            model_error = await self.wait_for_model()  # a model switch may have begun meanwhile
+            record = self.store.get_job(session_id)
+            if record is None or record.status != "queued":
+                continue
+            blocked = self.job_blocker(record) if self.job_blocker is not None else None
+            if blocked is not None:
+                self._fail(record, blocked)
+                continue
             if model_error is not None:
                 self._fail(record, f"the model could not be loaded: {model_error}")
                 continue
@@ -159,11 +177,15 @@ class JobWorker:
         total = request.num_inference_steps
         cancel = self._cancel_flags[record.id] = threading.Event()
         self.running_id = record.id
+        self.not_running.clear()
         self.store.mark_running(record.id, seed, total)
         self.events.publish(GenerationStarted(session_id=record.id, total_steps=total, model=generator.model_name))
         clock = StepClock()
+        previewer = JobPreviewer(
+            self.previews, generator, self.preview_store, record.id, width, height, self.events.publish_threadsafe
+        )
 
-        def on_step(step: int, total_steps: int, _latents: Any) -> None:
+        def on_step(step: int, total_steps: int, latents: Any) -> None:
             self.store.update_step(record.id, step)
             self.events.publish_threadsafe(
                 GenerationProgress(
@@ -174,6 +196,7 @@ class JobWorker:
                     eta_seconds=clock.eta(step, total_steps),
                 )
             )
+            previewer.on_step(step, total_steps, latents)
 
         def generate_and_save() -> tuple[list[str], GenerationMetadata]:
             images = generator.generate(
@@ -185,6 +208,7 @@ class JobWorker:
                 seed=seed,
                 width=width,
                 height=height,
+                scheduler=request.scheduler,
                 on_step=on_step,
                 should_stop=cancel.is_set,
             )
@@ -197,7 +221,7 @@ class JobWorker:
                 model=generator.model_name,
                 width=images[0].width,
                 height=images[0].height,
-                scheduler=request.scheduler,
+                scheduler=request.scheduler or "default",
                 created_at=utcnow(),
                 duration_seconds=round(time.perf_counter() - clock.started, 3),
             )
@@ -227,8 +251,11 @@ class JobWorker:
                 )
             )
         finally:
+            log.info("job %s: %s", record.id, previewer.summary())
+            self.preview_store.drop(record.id)
             self.running_id = None
             self._cancel_flags.pop(record.id, None)
+            self.not_running.set()
 
     def _fail(self, record: JobRecord, message: str) -> None:
         self.store.finish(record.id, "failed", error=message)

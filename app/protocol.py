@@ -32,7 +32,12 @@ class GenerateRequest(_Strict):
     seed: int | None = Field(None, ge=0, le=2**32 - 1, description="Fixed seed; random when omitted.")
     width: int | None = Field(None, description="Multiple of 8 within the model's limits; model default when omitted.")
     height: int | None = Field(None, description="Multiple of 8 within the model's limits; model default when omitted.")
-    scheduler: str | None = Field(None, description="Sampler name; the model's own when omitted.")
+    scheduler: str | None = Field(
+        None,
+        description="Sampler name (default, euler, euler_a, dpmpp_2m, dpmpp_2m_karras, ddim, unipc; SD3/Flux: "
+        "default, euler, dpmpp_2m, unipc); the model's own when omitted. `GET /api/health` lists the loaded "
+        "model's names.",
+    )
 
     @field_validator("prompt")
     @classmethod
@@ -119,6 +124,8 @@ class ModelHealth(BaseModel):
     state: ModelState
     device: str | None
     error: str | None = None
+    family: str | None = Field(None, description="sd, sdxl, sd3 or flux once known.")
+    schedulers: list[str] = Field(default_factory=list, description="Scheduler names this model accepts.")
 
 
 class QueueHealth(BaseModel):
@@ -134,6 +141,38 @@ class Health(BaseModel):
 
 class ErrorBody(BaseModel):
     detail: str
+
+
+class ModelSwitchRequest(_Strict):
+    """Body of `POST /api/model`."""
+
+    model: str = Field(
+        min_length=1,
+        max_length=1000,
+        description="A Hugging Face hub id (owner/name), a local diffusers folder, or a .safetensors/.ckpt file.",
+    )
+
+
+class ModelSwitchResponse(BaseModel):
+    model: str = Field(description="The model now loading (as resolved: absolute path or hub id).")
+    state: ModelState
+    failed_jobs: list[str] = Field(
+        default_factory=list,
+        description="Jobs that were waiting for the previous model; they fail with a reason (submit them again).",
+    )
+
+
+class KnownModel(BaseModel):
+    model: str = Field(description="What to POST to /api/model.")
+    name: str
+    kind: Literal["folder", "single_file", "hub"]
+
+
+class ModelList(BaseModel):
+    """`GET /api/models`: the current model and the local ones found under assets/models and <data_dir>/models."""
+
+    current: ModelHealth
+    models: list[KnownModel]
 
 
 # --------------------------------------------------------------------------- client -> server
@@ -221,6 +260,9 @@ class GenerationPreview(SessionMessage):
     type: Literal["generation_preview"] = "generation_preview"
     step: int
     image: str = Field(description="A small JPEG as a data: URL.")
+    image_url: str = Field(
+        description="The same preview served by the server (latest of the running job; 404 once it ended)."
+    )
     width: int
     height: int
 
@@ -239,6 +281,15 @@ class GenerationError(SessionMessage):
 
 class GenerationCancelled(SessionMessage):
     type: Literal["generation_cancelled"] = "generation_cancelled"
+
+
+class ModelLoading(BaseModel):
+    """Sent to every /ws client about every half second while a model downloads from the hub, and once when done."""
+
+    type: Literal["model_loading"] = "model_loading"
+    model: str
+    downloaded_bytes: int
+    total_bytes: int | None = Field(None, description="An estimate; null when the hub did not tell.")
 
 
 SessionEvent = Union[

@@ -25,9 +25,14 @@ def start_server(model_dir: Path, tmp_path: Path) -> Iterator[Callable[..., Serv
     started: list[ServerProcess] = []
 
     def start(
-        data_dir: Path | None = None, env: dict[str, str] | None = None, port: int | None = None, **kwargs
+        data_dir: Path | None = None,
+        env: dict[str, str] | None = None,
+        port: int | None = None,
+        model: Path | str | None = None,
+        **kwargs,
     ) -> ServerProcess:
-        server = ServerProcess(model_dir, data_dir or tmp_path / f"data-{len(started)}", env, port=port)
+        """`model` replaces the session's model_dir: another folder, a single file or a hub id."""
+        server = ServerProcess(model or model_dir, data_dir or tmp_path / f"data-{len(started)}", env, port=port)
         started.append(server)
         return server.start(**kwargs)
 

@@ -50,6 +50,12 @@ class ServerProcess:
         return f"ws://127.0.0.1:{self.port}/ws"
 
     def start(self, wait_for_model: bool = True, timeout: float = 90) -> "ServerProcess":
+        self.launch()
+        self.wait_until(lambda health: not wait_for_model or health["model"]["state"] != "loading", timeout)
+        return self
+
+    def launch(self) -> "ServerProcess":
+        """Start the process without waiting (start several, then `wait_until` each)."""
         self.port = self.fixed_port or free_port()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         inherited = {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}  # NiceGUI's test mode
@@ -62,7 +68,6 @@ class ServerProcess:
         ]
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-        self.wait_until(lambda health: not wait_for_model or health["model"]["state"] != "loading", timeout)
         return self
 
     def wait_until(self, condition, timeout: float = 90) -> dict:
