@@ -47,6 +47,7 @@ class TrainConfig:
     min_snr_gamma: float = 5.0
     ema_decay: float = 0.999
     checkpoint_every: int = 200
+    decoder_steps: int = 0  # optional phase 4: fine-tune the VAE decoder alone
     threads: int = 2
 
 
@@ -80,7 +81,13 @@ class LossLog:
 
 
 def train_vae(config: TrainConfig, log: LossLog) -> AutoencoderKL:
-    """Phase 1: reconstruction (L1 + MSE) with a small KL term."""
+    """Phase 1: reconstruction (L1 + MSE + L1 of 8x8-pooled colours) with a small KL term.
+
+    The decoder sees the posterior mean, not a sample: at initialisation the
+    posterior's standard deviation is about 1, and learning to shrink it
+    first would cost most of a short run. Latents are used deterministically
+    afterwards too.
+    """
     final_path = config.run_dir / "vae"
     if (final_path / "config.json").exists():
         return AutoencoderKL.from_pretrained(final_path)
@@ -109,8 +116,10 @@ def train_vae(config: TrainConfig, log: LossLog) -> AutoencoderKL:
         for group in optimizer.param_groups:
             group["lr"] = lr
         posterior = vae.encode(images).latent_dist
-        reconstruction = vae.decode(posterior.sample()).sample
-        loss = F.l1_loss(reconstruction, images) + F.mse_loss(reconstruction, images) + 1e-6 * posterior.kl().mean()
+        reconstruction = vae.decode(posterior.mode()).sample
+        colour_loss = F.l1_loss(F.avg_pool2d(reconstruction, 8), F.avg_pool2d(images, 8))  # flat colours first
+        loss = (F.l1_loss(reconstruction, images) + F.mse_loss(reconstruction, images) + 2.0 * colour_loss
+                + 1e-6 * posterior.kl().mean())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -135,17 +144,16 @@ def build_latent_pool(config: TrainConfig, vae: AutoencoderKL) -> dict:
         vae.register_to_config(scaling_factor=pool["scaling_factor"])
         return pool
     rng = np.random.default_rng([config.seed, POOL_PHASE])
-    means, stds, captions = [], [], []
+    means, captions = [], []
     chunk = 128
     for _ in tqdm(range(0, config.pool_size, chunk), desc="latent pool", mininterval=20):
         examples = [sample_training_example(rng) for _ in range(chunk)]
         posterior = vae.encode(images_to_tensor([image for image, _ in examples])).latent_dist
         means.append(posterior.mean)
-        stds.append(posterior.std)
         captions.extend(caption for _, caption in examples)
-    mean, std = torch.cat(means)[: config.pool_size], torch.cat(stds)[: config.pool_size]
+    mean = torch.cat(means)[: config.pool_size]
     scaling_factor = float(1.0 / mean.std())
-    pool = {"mean": mean, "std": std, "captions": captions[: config.pool_size], "scaling_factor": scaling_factor}
+    pool = {"mean": mean, "captions": captions[: config.pool_size], "scaling_factor": scaling_factor}
     save_atomically(pool, path)
     vae.register_to_config(scaling_factor=scaling_factor)
     return pool
@@ -199,8 +207,7 @@ def train_diffusion(config: TrainConfig, vae: AutoencoderKL, pool: dict, log: Lo
         ids = token_ids[index].clone()
         dropped = torch.from_numpy(rng.random(config.unet_batch) < config.caption_dropout)
         ids[dropped] = empty_ids[0]
-        mean, std = pool["mean"][index], pool["std"][index]
-        latents = (mean + std * torch.randn(mean.shape, generator=generator)) * scaling
+        latents = pool["mean"][index] * scaling
         noise = torch.randn(latents.shape, generator=generator)
         timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (config.unet_batch,), generator=generator)
         noisy = scheduler.add_noise(latents, noise, timesteps)
@@ -231,7 +238,8 @@ def train_diffusion(config: TrainConfig, vae: AutoencoderKL, pool: dict, log: Lo
 def export_pipeline(run_dir: Path, output_dir: Path, size_name: str = "full") -> StableDiffusionPipeline:
     """Write a standard StableDiffusionPipeline folder from the run's VAE and EMA weights."""
     size = SIZES[size_name]
-    vae = AutoencoderKL.from_pretrained(run_dir / "vae")
+    tuned = run_dir / "vae_decoder_tuned"  # written by decoder.finetune_decoder, same encoder
+    vae = AutoencoderKL.from_pretrained(tuned if (tuned / "config.json").exists() else run_dir / "vae")
     pool_path = run_dir / "latent_pool.pt"
     vae.register_to_config(scaling_factor=torch.load(pool_path, weights_only=False)["scaling_factor"])
     tokenizer = build_tokenizer(run_dir / "tokenizer_files")
@@ -255,3 +263,7 @@ def train(config: TrainConfig) -> None:
     vae = train_vae(config, log).requires_grad_(False)
     pool = build_latent_pool(config, vae)
     train_diffusion(config, vae, pool, log)
+    if config.decoder_steps > 0:
+        from .decoder import finetune_decoder
+
+        finetune_decoder(config, config.decoder_steps)
