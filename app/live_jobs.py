@@ -14,9 +14,10 @@ import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import Callable
+from pathlib import Path
 from typing import Generic, TypeVar
 
-from nicegui import binding
+from nicegui import background_tasks, binding
 
 from .engine import Engine
 from .protocol import (
@@ -105,7 +106,12 @@ class StudioStatus:
 
 
 class Hooks(Generic[HookArgument]):
-    """Callbacks of the open pages; one failing page never stops the others or the bus."""
+    """Callbacks of the open pages, run one page at a time by a task that yields between pages.
+
+    A hook may build elements (a job card, a gallery page); run back to back for many tabs inside the
+    bus listener, that would stall the loop for all of them at once. One page per loop turn, the loop
+    serves sockets and timers in between. One failing page never stops the others or the bus.
+    """
 
     def __init__(self) -> None:
         self._hooks: set[Callable[[HookArgument], None]] = set()
@@ -120,11 +126,21 @@ class Hooks(Generic[HookArgument]):
         self._hooks.discard(hook)
 
     def call(self, argument: HookArgument) -> None:
-        for hook in tuple(self._hooks):
-            try:
-                hook(argument)
-            except Exception:
-                log.exception("a page hook failed")
+        if self._hooks:
+            background_tasks.create(self._run_all(tuple(self._hooks), argument), name="page hooks")
+
+    async def _run_all(self, hooks: tuple[Callable[[HookArgument], None], ...], argument: HookArgument) -> None:
+        for hook in hooks:
+            self.run(hook, argument)
+            await asyncio.sleep(0)  # let the loop serve sockets and timers before the next page
+
+    def run(self, hook: Callable[[HookArgument], None], argument: HookArgument) -> None:
+        if hook not in self._hooks:
+            return  # its page went away meanwhile
+        try:
+            hook(argument)
+        except Exception:
+            log.exception("a page hook failed")
 
 
 class LiveJobs:
@@ -151,15 +167,14 @@ class LiveJobs:
             self._watcher.cancel()
 
     async def _watch_model(self) -> None:
-        """Follow the model while it loads (the bus carries no model events), then stop."""
+        """Follow the model (the bus carries no model events): often while it loads, calmly after."""
         while True:
             self.refresh_status()
-            if self.status.model_state != "loading":
-                return
-            await asyncio.sleep(0.25)
+            await asyncio.sleep(0.25 if self.status.model_state == "loading" else 2.0)
 
     def refresh_status(self) -> None:
         health = self.engine.health()
+        self.status.model_name = Path(health.model.id).name or health.model.id
         self.status.model_state = health.model.state
         self.status.model_error = health.model.error or ""
         self.status.pending = health.queue.pending

@@ -77,10 +77,10 @@ class Gallery:
         def open_item() -> None:
             self.on_open(item.url, item.metadata)
 
-        ui.image(item.url).props(f'fit=cover no-transition tabindex=0 role=button alt="{item.name}"') \
+        thumbnail = ui.image(item.url).props("fit=cover no-transition tabindex=0 role=button") \
             .classes("w-full aspect-square rounded cursor-pointer gallery-thumb") \
-            .mark(f"gallery-thumb {item.name}").tooltip(item.metadata.prompt) \
-            .on("click", open_item).on("keydown.enter", open_item)
+            .mark(f"gallery-thumb {item.name}").on("click", open_item).on("keydown.enter", open_item)
+        thumbnail.props["alt"] = thumbnail.props["title"] = item.metadata.prompt  # no tooltip elements: cheap
 
 
 def _count_text(total: int) -> str:

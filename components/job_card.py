@@ -51,13 +51,12 @@ def job_card(
     with ui.card().tight().classes("w-full job-card").mark(f"job-{job.session_id}") as card:
         with ui.card_section().classes("w-full pb-1"):
             with ui.row().classes("w-full items-start no-wrap gap-2"):
-                ui.label(job.prompt).classes("grow text-sm font-medium line-clamp-2 break-words min-w-0") \
-                    .tooltip(job.prompt)
+                ui.label(job.prompt).classes("grow text-sm font-medium line-clamp-3 break-words min-w-0")
                 _status_chip(job)
-                ui.button(icon="stop_circle", on_click=lambda: on_cancel(job)).props("flat round dense size=sm") \
-                    .tooltip("Cancel").mark("cancel").bind_visibility_from(job, "status", backward=_unfinished)
-                ui.button(icon="close", on_click=lambda: on_dismiss(job)).props("flat round dense size=sm") \
-                    .tooltip("Remove from this list").mark("dismiss") \
+                ui.button(icon="stop_circle", on_click=lambda: on_cancel(job)).props('flat round dense size=sm title="Cancel" aria-label="Cancel"') \
+                    .mark("cancel").bind_visibility_from(job, "status", backward=_unfinished)
+                ui.button(icon="close", on_click=lambda: on_dismiss(job)).props('flat round dense size=sm title="Remove from this list" aria-label="Remove"') \
+                    .mark("dismiss") \
                     .bind_visibility_from(job, "status", backward=lambda status: not _unfinished(status))
         with ui.card_section().classes("w-full py-1"):
             ui.linear_progress(show_value=False, size="6px").props("rounded instant-feedback") \

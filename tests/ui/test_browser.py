@@ -14,8 +14,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
 
-from tests import server_process
-from tests.server_process import PROJECT_ROOT, ServerProcess
+from tests.server_process import PROJECT_ROOT, ServerProcess, free_port
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--no-first-run", "--disable-gpu"]
@@ -169,10 +168,9 @@ def test_after_a_server_restart_both_pages_reconnect_and_show_the_job(
     open_page: Callable[..., Page],
     artifacts: Path,
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     data_dir = tmp_path / "restart-data"
-    server = start_server(data_dir=data_dir)
+    server = start_server(data_dir=data_dir, port=free_port())  # a fixed port: the pages come back to it
     studio = open_page(server.base_url + "/", allow=OUTAGE_NOISE)
     wait_until_ready(studio)
     tester = open_page(server.base_url + "/test/websocket", allow=OUTAGE_NOISE)
@@ -187,7 +185,6 @@ def test_after_a_server_restart_both_pages_reconnect_and_show_the_job(
 
     server.stop()
     expect(tester.locator("#connection")).to_have_class(re.compile(r"\bdisconnected\b"))
-    monkeypatch.setattr(server_process, "free_port", lambda: server.port)  # come back on the same port
     server.start()
 
     # The test page reconnects by itself, re-subscribes with after_seq and sees the re-run finish.

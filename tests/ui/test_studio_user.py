@@ -37,6 +37,7 @@ async def fill_and_generate(user: User, prompt: str, steps: int = 10) -> str:
     records, _ = engine().store.list_jobs(None, 0, 100)
     new = [record.id for record in records if record.id not in before]
     assert len(new) == 1, "Generate should queue exactly one job"
+    await user.should_see(marker=f"job-{new[0]}")  # its card appears on the page
     return new[0]
 
 

@@ -1,0 +1,279 @@
+"""How the studio costs the server while tabs watch a job: the event loop's longest stall, and socket traffic.
+
+    .venv/bin/python bench/bench_ui.py [--tabs 5] [--steps 30] [--model DIR]
+
+Starts the real app in a child process (this file with --serve: `app.server.build` plus a loop-lag probe
+at /bench/loop), opens N studio tabs in chromium, submits one job over REST with previews on, and waits
+until every tab shows the image. It prints, for 0 tabs and for N tabs: the longest event-loop stall and
+the 99th percentile of stalls while the job ran (a 5 ms probe measures how late it wakes), and per tab
+the NiceGUI socket traffic (bytes received over /_nicegui_ws) for the job and per step.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(PROJECT_ROOT))
+
+PROBE_INTERVAL = 0.005
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--no-first-run", "--disable-gpu"]
+
+
+# --------------------------------------------------------------------------- the server side (child)
+
+
+@dataclass
+class LoopProbe:
+    """Wakes every 5 ms and records how late it woke: the event loop's stalls."""
+
+    stalls_ms: list[float] = field(default_factory=list)
+    busy_ms: list[float] = field(default_factory=list)
+    events: dict[str, int] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def count(self, kind: str) -> None:
+        self.events[kind] = self.events.get(kind, 0) + 1
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            started, cpu_started = loop.time(), time.thread_time()
+            await asyncio.sleep(PROBE_INTERVAL)
+            self.stalls_ms.append(max(0.0, (loop.time() - started - PROBE_INTERVAL) * 1000))
+            # CPU the loop's own thread burned meanwhile: the part of a stall that is the loop's work,
+            # as opposed to waiting for a core or for the GIL (held by the generation thread).
+            self.busy_ms.append((time.thread_time() - cpu_started) * 1000)
+
+    def report(self, reset: bool) -> dict[str, float | int]:
+        samples = sorted(self.stalls_ms) or [0.0]
+        busy = sorted(self.busy_ms) or [0.0]
+        report = {
+            "busy_max_ms": busy[-1],
+            "busy_p99_ms": busy[min(len(busy) - 1, int(len(busy) * 0.99))],
+            "max_ms": samples[-1],
+            "p99_ms": samples[min(len(samples) - 1, int(len(samples) * 0.99))],
+            "samples": len(samples),
+            "previews": self.events.get("generation_preview", 0),
+            "progress_events": self.events.get("generation_progress", 0),
+            **{key: round(value, 2) for key, value in self.timings.items()},
+        }
+        if reset:
+            self.stalls_ms.clear()
+            self.busy_ms.clear()
+            self.events.clear()
+            self.timings.clear()
+        return report
+
+
+def serve(port: int, data_dir: Path, model: str, switch_interval: float | None) -> None:
+    from nicegui import app as web_app
+    from nicegui import background_tasks, ui
+
+    from app.config import load_config
+    from app.server import build
+
+    if switch_interval:
+        sys.setswitchinterval(switch_interval)
+    settings = load_config()
+    settings.server.port, settings.storage.data_dir, settings.model.base_model = port, data_dir, model
+    settings.previews.enabled = True
+    probe = LoopProbe()
+    instrument_live_jobs(probe)
+    engine = build(settings)
+    engine.events.add_global_listener(lambda event, _text: probe.count(event.type))
+    web_app.on_startup(lambda: background_tasks.create(probe.run(), name="loop-probe"))
+
+    @web_app.get("/bench/loop")
+    def loop_report(reset: bool = False) -> dict[str, float | int]:
+        return probe.report(reset)
+
+    ui.run(host="127.0.0.1", port=port, reload=False, show=False, show_welcome_message=False)
+
+
+def instrument_live_jobs(probe: LoopProbe) -> None:
+    """Time each bus event's trip through `LiveJobs` (binding propagation and page hooks included)."""
+    from app.live_jobs import Hooks, LiveJobs
+
+    original = LiveJobs._on_event
+
+    def timed(self: LiveJobs, event, text: str) -> None:
+        started = time.perf_counter()
+        original(self, event, text)
+        elapsed = (time.perf_counter() - started) * 1000
+        key = f"ui_{event.type}_max_ms"
+        probe.timings[key] = max(probe.timings.get(key, 0.0), elapsed)
+
+    LiveJobs._on_event = timed  # type: ignore[method-assign]
+    original_run = Hooks.run
+
+    def timed_hook(self: Hooks, hook, argument) -> None:
+        started = time.perf_counter()
+        original_run(self, hook, argument)
+        elapsed = (time.perf_counter() - started) * 1000
+        key = f"ui_hook_{getattr(hook, '__qualname__', 'hook')}_max_ms"
+        probe.timings[key] = max(probe.timings.get(key, 0.0), elapsed)
+
+    Hooks.run = timed_hook  # type: ignore[method-assign]
+
+
+# --------------------------------------------------------------------------- the measuring side (parent)
+
+
+@dataclass
+class Measurement:
+    tabs: int
+    steps: int
+    seconds: float
+    loop: dict[str, float]
+    bytes_per_tab: list[int]
+    frames_per_tab: list[int]
+    frame_sizes: list[int]
+
+    def row(self) -> str:
+        per_tab = statistics.mean(self.bytes_per_tab) if self.bytes_per_tab else 0
+        frames = statistics.mean(self.frames_per_tab) if self.frames_per_tab else 0
+        step_frame = statistics.median(self.frame_sizes) if self.frame_sizes else 0
+        return (
+            f"| {self.tabs:>4} | {self.steps:>5} | {self.loop['previews']:>8} | {self.seconds:>5.1f} "
+            f"| {self.loop['max_ms']:>12.1f} | {self.loop['p99_ms']:>6.1f} "
+            f"| {self.loop['busy_max_ms']:>11.1f} | {self.loop['busy_p99_ms']:>11.1f} | {per_tab:>13,.0f} | {frames:>6.0f} "
+            f"| {step_frame:>15,.0f} |"
+        )
+
+
+HEADER = (
+    "| tabs | steps | previews | job s | max stall ms | p99 ms | max busy ms | p99 busy ms "
+    "| bytes/tab/job | frames | bytes/frame p50 |\n"
+    "|-----:|------:|---------:|------:|-------------:|-------:|------------:|------------:"
+    "|--------------:|-------:|----------------:|"
+)
+
+
+def measure(base_url: str, browser, tabs: int, steps: int) -> Measurement:
+    from playwright.sync_api import expect
+
+    pages, received, frames, sizes = [], [0] * tabs, [0] * tabs, []
+    counting = {"on": False}
+    for index in range(tabs):
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+
+        def on_socket(socket, index: int = index) -> None:
+            if "_nicegui_ws" not in socket.url:
+                return
+
+            def count(payload: str | bytes) -> None:
+                if counting["on"]:
+                    size = len(payload.encode() if isinstance(payload, str) else payload)
+                    received[index] += size
+                    frames[index] += 1
+                    sizes.append(size)
+
+            socket.on("framereceived", count)
+
+        page.on("websocket", on_socket)
+        page.goto(base_url + "/")
+        expect(page.locator(".q-chip", has_text="Ready")).to_be_visible(timeout=120_000)
+        pages.append(page)
+    prompt = f"bench {time.time_ns()}"
+    httpx.get(base_url + "/bench/loop", params={"reset": True})
+    counting["on"] = True
+    started = time.perf_counter()
+    session_id = httpx.post(
+        base_url + "/api/generate", json={"prompt": prompt, "num_inference_steps": steps}
+    ).json()["session_id"]
+    while httpx.get(f"{base_url}/api/jobs/{session_id}").json()["status"] not in ("completed", "failed", "cancelled"):
+        time.sleep(0.05)
+    seconds = time.perf_counter() - started
+    loop = httpx.get(base_url + "/bench/loop", params={"reset": True}).json()
+    for page in pages:
+        expect(page.locator(".job-card", has_text=prompt).locator("img[src^='/images/']")).to_be_visible()
+    counting["on"] = False
+    for page in pages:
+        page.close()
+    return Measurement(tabs, steps, seconds, loop, received if tabs else [], frames if tabs else [], sizes)
+
+
+def wait_for_server(base_url: str, process: subprocess.Popen[bytes], timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError("the bench server exited")
+        try:
+            if httpx.get(base_url + "/api/health", timeout=2).json()["model"]["state"] == "ready":
+                return
+        except (httpx.HTTPError, ValueError, KeyError):
+            pass
+        time.sleep(0.2)
+    raise TimeoutError("the bench server did not become ready")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tabs", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--model", default=None, help="model folder (default: a tiny random SD pipeline)")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--switch-interval", type=float, default=None, help="sys.setswitchinterval in the server (GIL)")
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--data-dir", type=Path, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.serve:
+        serve(args.port, args.data_dir, args.model, args.switch_interval)
+        return
+    run_bench(args)
+
+
+def run_bench(args: argparse.Namespace) -> None:
+    import os
+
+    from playwright.sync_api import sync_playwright
+
+    from tests.server_process import free_port
+
+    work = Path(tempfile.mkdtemp(prefix="bench-ui-"))
+    model = args.model
+    if model is None:
+        from app.tiny_models import build_tiny_pipeline
+
+        model = str(build_tiny_pipeline("sd", work / "tiny-sd"))
+    port = args.port or free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "AI_ARTIST_MODEL__CPU_THREADS": os.environ.get("AI_ARTIST_MODEL__CPU_THREADS", "1")}
+    command = [sys.executable, __file__, "--serve", "--port", str(port), "--data-dir", str(work / "data"), "--model", model]
+    if args.switch_interval:
+        command += ["--switch-interval", str(args.switch_interval)]
+    log = (work / "server.log").open("wb")
+    server = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_for_server(base_url, server)
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+            measure(base_url, browser, 1, args.steps)  # warm-up: first page build, first job
+            results = [measure(base_url, browser, 0, args.steps), measure(base_url, browser, args.tabs, args.steps)]
+            browser.close()
+        previews = httpx.get(base_url + "/api/health").json()
+    finally:
+        server.terminate()
+        server.wait(20)
+    print(HEADER)
+    for result in results:
+        print(result.row())
+    for result in results:
+        timings = {key: value for key, value in result.loop.items() if key.startswith("ui_")}
+        print(f"{result.tabs} tabs, time in LiveJobs per event (binding + page hooks):", json.dumps(timings))
+    print(json.dumps({"model": previews["model"]["id"], "server_log": str(work / "server.log")}))
+
+
+if __name__ in {"__main__", "__mp_main__"}:
+    main()
