@@ -1,0 +1,105 @@
+"""Progress latency: from the diffusion callback firing (server) to each /ws client having the message.
+
+The server runs with the bench-only hooks of `bench.common` (callback `perf_counter` per seq); the
+clients stamp `perf_counter` as the bytes arrive. Same machine, same CLOCK_MONOTONIC.
+For each subscriber count: a long "blocker" job runs while every client subscribes to the measured
+job, the blocker is cancelled, and the measured job runs with all of them watching.
+
+    .venv/bin/python -m bench.latency [--smoke] [--model PATH]
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+
+import httpx
+
+from .common import (
+    Context,
+    Row,
+    Server,
+    WsClient,
+    connect_many,
+    job_body,
+    percentile,
+    post_job,
+    raise_open_files,
+    subscribe_all,
+    wait_terminals,
+)
+
+TARGETS_MS = {100: 20.0, 1000: 100.0}
+
+
+def progress_latencies(clients: list[WsClient], session_id: str, stamps: dict) -> tuple[list[float], int]:
+    """Milliseconds from callback to arrival for every progress message of `session_id` any client got."""
+    fired = {seq: t for sid, seq, _step, t, _published in stamps["progress"] if sid == session_id}
+    latencies = []
+    for client in clients:
+        for arrived, text in client.messages:
+            if session_id in text and '"generation_progress"' in text:
+                message = json.loads(text)
+                if message.get("session_id") == session_id:
+                    latencies.append((arrived - fired[message["seq"]]) * 1000)
+    return latencies, len(fired)
+
+
+async def measure(server: Server, count: int, steps: int, deflate: bool = False) -> dict[str, float]:
+    clients: list[WsClient] = await connect_many(server.port, count, deflate=deflate)
+    try:
+        blocker = await post_job(server.base_url, job_body(150, seed=1))
+        measured = await post_job(server.base_url, job_body(steps, seed=2))
+        await subscribe_all(clients, [measured])
+        async with httpx.AsyncClient(base_url=server.base_url) as http:
+            (await http.post(f"/api/jobs/{blocker}/cancel")).raise_for_status()
+        await wait_terminals(clients, [measured])
+    finally:
+        for client in clients:
+            client.close()
+    stamps = await asyncio.to_thread(server.stamps)
+    latencies, published = progress_latencies(clients, measured, stamps)
+    received = len(latencies)
+    return {
+        "p50": percentile(latencies, 50),
+        "p99": percentile(latencies, 99),
+        "max": max(latencies),
+        "delivered": received / (published * count),
+        "published": published,
+    }
+
+
+def run(ctx: Context, server: Server) -> list[Row]:
+    counts = [1, 5] if ctx.smoke else [1, 100, 1000]
+    steps = 6 if ctx.smoke else 30
+    raise_open_files(max(counts) * 2 + 256)
+    rows: list[Row] = []
+    asyncio.run(measure(server, 1, 2))  # warm-up: first pipeline call, first connections
+    conditions = [(n, False) for n in counts] + ([] if ctx.smoke else [(100, True), (1000, True)])
+    for count, deflate in conditions:
+        result = asyncio.run(measure(server, count, steps, deflate))
+        label = f"{count} subscriber{'s' if count > 1 else ''}" + (" (permessage-deflate)" if deflate else "")
+        target = TARGETS_MS.get(count) if not deflate else None
+        for key in ("p50", "p99", "max"):
+            is_target = key == "p99" and target is not None
+            rows.append(
+                Row(
+                    "progress latency", f"{label}: {key}", round(result[key], 2), "ms",
+                    f"≤ {target:g} ms" if is_target else "",
+                    (result[key] <= target) if is_target else None,
+                )
+            )
+        rows.append(
+            Row("progress latency", f"{label}: progress messages delivered (rest coalesced)",
+                round(100 * result["delivered"], 1), "%",
+                note=f"{result['published']} published per client")
+        )
+    ctx.note("progress latency", f"{steps}-step job; one client process on the same 2 cores as the server.")
+    return rows
+
+
+if __name__ == "__main__":
+    import sys
+
+    from .run import main
+
+    sys.exit(main(["--only", "latency", *sys.argv[1:]]))

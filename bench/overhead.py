@@ -1,0 +1,194 @@
+"""Overhead: a job through the server divided by the bare diffusers pipeline call, same run.
+
+Server time: `POST /api/generate` until `generation_complete` has reached every /ws subscriber (with 0
+subscribers: until the server published it, from the hooked server's stamps; same clock). Bare time: the same
+model, prompt, steps, guidance, size and seed through `pipeline(...)` in its own process with
+`torch.set_num_threads(1)` (the server runs with `AI_ARTIST_MODEL__CPU_THREADS=1`). Bare and server runs
+are interleaved and each server run is divided by the bare run just before it; the median ratio is
+reported.
+
+    .venv/bin/python -m bench.overhead [--smoke] [--model PATH]
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from .common import (
+    PROMPT,
+    PROJECT_ROOT,
+    Context,
+    Row,
+    Server,
+    connect_many,
+    job_body,
+    median,
+    raise_open_files,
+    subscribe_all,
+    wait_terminals,
+)
+
+
+class Bare:
+    """A subprocess holding the bare pipeline; `run(steps, seed)` returns the seconds of one call."""
+
+    def __init__(self, model: Path) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "bench.overhead", "--bare", str(model)],
+            cwd=PROJECT_ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        )
+        assert self._read() == "ready"
+
+    def _read(self) -> str:
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError("the bare pipeline process exited")
+        return line.strip()
+
+    def run(self, steps: int, seed: int) -> float:
+        assert self.process.stdin is not None
+        self.process.stdin.write(json.dumps({"steps": steps, "seed": seed}) + "\n")
+        self.process.stdin.flush()
+        return float(self._read())
+
+    def close(self) -> None:
+        if self.process.stdin is not None:
+            self.process.stdin.close()
+        self.process.wait(30)
+
+
+def bare_worker(model: str) -> None:
+    import torch
+    from diffusers import AutoPipelineForText2Image
+
+    torch.set_num_threads(1)
+    pipeline = AutoPipelineForText2Image.from_pretrained(model, dtype=torch.float32).to("cpu")
+    pipeline.set_progress_bar_config(disable=True)
+    denoiser = getattr(pipeline, "unet", None) or getattr(pipeline, "transformer", None)
+    side = denoiser.config.sample_size * pipeline.vae_scale_factor
+    print("ready", flush=True)
+    for line in sys.stdin:
+        job = json.loads(line)
+        began = time.perf_counter()
+        pipeline(
+            prompt=[PROMPT], negative_prompt=None, num_inference_steps=job["steps"], guidance_scale=7.5,
+            width=side, height=side, generator=[torch.Generator("cpu").manual_seed(job["seed"])],
+        )
+        print(time.perf_counter() - began, flush=True)
+
+
+async def through_server(server: Server, clients: list, steps: int, seed: int, previews: bool) -> tuple[float, int]:
+    """Seconds from POST to the terminal message at every subscriber; and the previews they got."""
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=60) as http:
+        began = time.perf_counter()
+        response = await http.post("/api/generate", json=job_body(steps, seed))
+        session_id = response.json()["session_id"]
+        if not clients:  # nobody listening: the end is when the server published the terminal message
+            while (await http.get(f"/api/jobs/{session_id}")).json()["status"] in ("queued", "running"):
+                await asyncio.sleep(0.1)
+            terminal = [t for sid, _seq, _kind, t in (await http.get("/bench/stamps")).json()["terminal"]
+                        if sid == session_id]
+            return terminal[0] - began, 0
+        await subscribe_all(clients, [session_id], previews=previews)
+        await wait_terminals(clients, [session_id])
+    arrivals, seen_previews = [], 0
+    for client in clients:
+        for arrived, text in client.messages:
+            if session_id in text:
+                if '"generation_complete"' in text:
+                    arrivals.append(arrived)
+                elif '"generation_preview"' in text:
+                    seen_previews += 1
+        client.messages.clear()
+    return max(arrivals) - began, seen_previews
+
+
+def run(ctx: Context, server: Server) -> list[Row]:
+    """`server` runs the shipped config (previews on); previews-off figures use a second server."""
+    steps = 4 if ctx.smoke else 30
+    reps = 1 if ctx.smoke else 5
+    raise_open_files(512)
+    plain = server if ctx.smoke else Server(
+        ctx.model, ctx.work / "overhead-no-previews", hooked=True, env={"AI_ARTIST_PREVIEWS__ENABLED": "false"}
+    ).start()
+    # (server, subscribers, subscribed to previews, label)
+    conditions = [
+        (plain, 0, False, "0 subscribers"),
+        (plain, 3 if ctx.smoke else 10, False, f"{3 if ctx.smoke else 10} subscribers"),
+    ]
+    if not ctx.smoke:
+        conditions.append((plain, 100, False, "100 subscribers"))
+    conditions.append((server, 3 if ctx.smoke else 100, True, f"{3 if ctx.smoke else 100} subscribers, previews on"))
+    bare = Bare(ctx.model)
+    loop = asyncio.new_event_loop()
+    try:
+        plain.wait_until(lambda h: h["model"]["state"] == "ready")
+        clients = {
+            id(s): loop.run_until_complete(connect_many(s.port, max(c[1] for c in conditions if c[0] is s)))
+            for s in {id(c[0]): c[0] for c in conditions}.values()
+        }
+        bare.run(steps, 0)  # warm-up all
+        for s in {id(c[0]): c[0] for c in conditions}.values():
+            loop.run_until_complete(through_server(s, clients[id(s)][:1], steps, 0, True))
+        ratios: dict[str, list[float]] = {c[3]: [] for c in conditions}
+        times: dict[str, list[float]] = {c[3]: [] for c in conditions}
+        previews_seen: dict[str, int] = {c[3]: 0 for c in conditions}
+        bare_times: list[float] = []
+        for rep in range(reps):
+            for target_server, count, previews, label in conditions:
+                seed = 100 + rep
+                bare_seconds = bare.run(steps, seed)
+                seconds, seen = loop.run_until_complete(
+                    through_server(target_server, clients[id(target_server)][:count], steps, seed, previews)
+                )
+                previews_seen[label] += seen
+                bare_times.append(bare_seconds)
+                times[label].append(seconds)
+                ratios[label].append(seconds / bare_seconds)
+        for group in clients.values():
+            for client in group:
+                client.close()
+    finally:
+        bare.close()
+        loop.close()
+        if plain is not server:
+            plain.stop()
+    rows = [Row("overhead", "bare pipeline call (median)", round(median(bare_times), 3), "s",
+                note=f"{steps} steps, {len(bare_times)} runs")]
+    for _server, count, previews, label in conditions:
+        if previews:
+            target = 1.10
+            name = f"{label}: server ÷ bare"
+        else:
+            target = 1.05 if count == 100 else None
+            name = f"{label}, per-step progress, previews off: server ÷ bare"
+        if previews and previews_seen[label] == 0:
+            rows.append(Row("overhead", name, "previews: not yet available", "", "≤ 1.10", None,
+                            "no generation_preview reached the subscribers"))
+            continue
+        ratio = median(ratios[label])
+        note = f"server median {median(times[label]):.3f} s; ratios " + ", ".join(f"{v:.3f}" for v in ratios[label])
+        if previews:
+            note += f"; {previews_seen[label] / max(1, count * reps):.1f} previews per client per job"
+        rows.append(Row("overhead", name, round(ratio, 3), "×", f"≤ {target:.2f}" if target else "",
+                        (ratio <= target) if target else None, note))
+    ctx.note("overhead", f"{steps} steps, guidance 7.5, model's native size, {reps} interleaved rounds; "
+                         "previews off = a server with AI_ARTIST_PREVIEWS__ENABLED=false, previews on = the "
+                         "shipped config with subscribers asking for previews.")
+    return rows
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["--bare"]:
+        bare_worker(sys.argv[2])
+    else:
+        from .run import main
+
+        main(["--only", "overhead", *sys.argv[1:]])
