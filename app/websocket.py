@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 CLIENT_TYPES = ("ping", "subscribe", "unsubscribe", "cancel")
 TOO_SLOW_CLOSE_CODE = 1013  # "try again later"
+CLOSE_WAIT_SECONDS = 30  # how long the endpoint waits for the close frame to reach a stalled client
 
 
 class Outbox:
@@ -84,6 +85,7 @@ class Connection:
         self.sessions: set[str] = set()
         self.preview_sessions: set[str] = set()
         self.closed = False
+        self._closing: asyncio.Task[None] | None = None
         self._sender = asyncio.get_running_loop().create_task(self._send_forever())
 
     def send(self, payload: dict[str, Any] | str, coalesce_key: str | None = None) -> None:
@@ -106,7 +108,15 @@ class Connection:
     def close_too_slow(self) -> None:
         self.closed = True
         reason = f"client too slow: more than {self.outbox.limit} messages waiting"
-        asyncio.get_running_loop().create_task(self._close(TOO_SLOW_CLOSE_CODE, reason))
+        self._closing = asyncio.get_running_loop().create_task(self._close(TOO_SLOW_CLOSE_CODE, reason))
+
+    async def wait_closing(self, timeout: float = CLOSE_WAIT_SECONDS) -> None:
+        """Let a close we started reach the client (it waits behind what the socket still holds)."""
+        if self._closing is not None and not self._closing.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(self._closing), timeout)
+            except (asyncio.TimeoutError, Exception):
+                pass
 
     async def _close(self, code: int, reason: str) -> None:
         self._sender.cancel()
@@ -259,5 +269,11 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
             manager.handle(connection, await websocket.receive_text())
     except WebSocketDisconnect:
         pass
+    except RuntimeError:  # Starlette's WebSocketDisconnected: we closed it (client too slow)
+        if not connection.closed:
+            raise
     finally:
         manager.disconnect(websocket)
+        # Returning ends the ASGI call and uvicorn closes the transport: keep the 1013 frame from being
+        # dropped while it still waits behind the bytes the stalled client hasn't read.
+        await connection.wait_closing()
