@@ -103,6 +103,7 @@ class StudioStatus:
     model_error: str = ""
     pending: int = 0
     running: int = 0
+    schedulers: tuple[str, ...] = ()
 
 
 class Hooks(Generic[HookArgument]):
@@ -150,7 +151,8 @@ class LiveJobs:
         self.engine = engine
         self.keep = keep
         self.jobs: OrderedDict[str, LiveJob] = OrderedDict()
-        self.status = StudioStatus(model_name=engine.model.generator.model_name)
+        self.status = StudioStatus()
+        self.refresh_status()
         self.job_added_hooks: Hooks[LiveJob] = Hooks()
         self.completion_hooks: Hooks[GenerationComplete] = Hooks()
         self._watcher: asyncio.Task[None] | None = None
@@ -175,6 +177,7 @@ class LiveJobs:
     def refresh_status(self) -> None:
         health = self.engine.health()
         self.status.model_name = Path(health.model.id).name or health.model.id
+        self.status.schedulers = tuple(getattr(health.model, "schedulers", None) or ())
         self.status.model_state = health.model.state
         self.status.model_error = health.model.error or ""
         self.status.pending = health.queue.pending

@@ -10,6 +10,7 @@ import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from nicegui import binding, events, ui
 from pydantic import ValidationError
@@ -17,6 +18,7 @@ from pydantic import ValidationError
 from app.protocol import GenerateRequest, GenerationMetadata
 
 MAX_SEED = 2**32 - 1
+DEFAULT_SCHEDULER = "default"
 PROMPT_MISSING = "Describe what you want to draw"
 SEED_MISSING = "Enter a seed, roll the dice, or switch to random"
 FIELD_NAMES = {
@@ -28,6 +30,7 @@ FIELD_NAMES = {
     "seed": "Seed",
     "width": "Width",
     "height": "Height",
+    "scheduler": "Sampler",
 }
 
 
@@ -86,11 +89,25 @@ class FormValues:
     seed_mode: str = "random"
     seed: int | None = None
     size: str = ""
+    scheduler: str = DEFAULT_SCHEDULER
+
+
+class SchedulerSource(Protocol):
+    """Where the form reads the loaded model's sampler names (`StudioStatus.schedulers`, bindable)."""
+
+    schedulers: tuple[str, ...]
 
 
 class PromptForm:
-    def __init__(self, presets: list[SizePreset], on_submit: Callable[[GenerateRequest], str | None]) -> None:
+    def __init__(
+        self,
+        presets: list[SizePreset],
+        on_submit: Callable[[GenerateRequest], str | None],
+        schedulers: SchedulerSource | None = None,
+    ) -> None:
         self.presets = {preset.key: preset for preset in presets}
+        self.scheduler_source = schedulers
+        self.scheduler_options = [DEFAULT_SCHEDULER]
         self.values = FormValues(size=presets[0].key)
         self.on_submit = on_submit
         self._build()
@@ -124,6 +141,8 @@ class PromptForm:
             ui.select(
                 {key: f"{p.width} × {p.height} · {p.label}" for key, p in self.presets.items()}, label="Size",
             ).props("outlined dense options-dense").classes("w-full").mark("size").bind_value(values, "size")
+            if self.scheduler_source is not None:
+                self._scheduler_select(self.scheduler_source)
             with ui.row().classes("w-full items-center justify-between"):
                 ui.label("Ctrl+Enter generates from anywhere").classes("text-xs opacity-60")
                 ui.button("Generate", icon="auto_awesome", on_click=self.submit).props("unelevated") \
@@ -136,6 +155,20 @@ class PromptForm:
                 ui.label(title).classes("text-sm opacity-70")
                 ui.label().bind_text_from(self.values, field, backward=lambda v: f"{v:g}").mark(f"{marker}-value")
             ui.slider(min=low, max=high, step=step).props("label").mark(marker).bind_value(self.values, field)
+
+    def _scheduler_select(self, source: SchedulerSource) -> None:
+        select = ui.select([DEFAULT_SCHEDULER], label="Sampler").props("outlined dense options-dense") \
+            .classes("w-full").mark("scheduler").bind_value(self.values, "scheduler")
+
+        def follow(names: tuple[str, ...]) -> bool:
+            """Options follow the loaded model (they change when it loads or is switched)."""
+            options = self.scheduler_options = [DEFAULT_SCHEDULER, *(n for n in names if n != DEFAULT_SCHEDULER)]
+            if self.values.scheduler not in options:
+                self.values.scheduler = DEFAULT_SCHEDULER
+            select.set_options(options, value=self.values.scheduler)
+            return True
+
+        select.bind_visibility_from(source, "schedulers", backward=follow)
 
     def _on_key(self, event: events.KeyEventArguments) -> None:
         if event.key.enter and event.action.keydown and (event.modifiers.ctrl or event.modifiers.meta):
@@ -152,6 +185,8 @@ class PromptForm:
         values.steps = min(max(metadata.num_inference_steps, 10), 100)
         values.guidance = min(max(metadata.guidance_scale, 1.0), 20.0)
         values.seed, values.seed_mode = metadata.seed, "fixed"
+        scheduler = metadata.scheduler or DEFAULT_SCHEDULER
+        values.scheduler = scheduler if scheduler in self.scheduler_options else DEFAULT_SCHEDULER
         key = f"{metadata.width}x{metadata.height}"
         if key not in self.presets:
             self.presets[key] = SizePreset(metadata.width, metadata.height, "from image")
@@ -175,6 +210,7 @@ class PromptForm:
                 seed=values.seed if values.seed_mode == "fixed" else None,
                 width=preset.width if preset else None,
                 height=preset.height if preset else None,
+                scheduler=None if values.scheduler == DEFAULT_SCHEDULER else values.scheduler,
             )
         except ValidationError as error:
             return describe_validation(error)

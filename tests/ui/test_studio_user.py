@@ -82,24 +82,30 @@ async def test_use_these_settings_puts_prompt_seed_and_steps_back(user: User) ->
     element(user, "seed-mode").set_value("fixed")
     element(user, "seed").set_value(4242)
     element(user, "negative-prompt").set_value("blurry")
+    sampler = element(user, "scheduler")
+    assert "euler" in sampler.options, "the sampler list follows the loaded model"
+    sampler.set_value("euler")
     session_id = await fill_and_generate(user, "a red fox in snow", steps=12)
     with user.scope(marker=f"job-{session_id}"):
         await user.should_see("Done", retries=JOB_TIMEOUT_RETRIES)
     element(user, "prompt").set_value("something else")
     element(user, "seed-mode").set_value("random")
     element(user, "steps").set_value(50)
+    element(user, "scheduler").set_value("default")
     await user.should_see(marker="gallery-thumb", retries=20)
     user.find(marker="gallery-thumb").click()
     with user.scope(marker="image-dialog"):
         await user.should_see("a red fox in snow")
         await user.should_see("4242")
         await user.should_see("64 × 64")
+        await user.should_see("euler")
         user.find(marker="use-settings").click()
     assert element(user, "prompt").value == "a red fox in snow"
     assert element(user, "negative-prompt").value == "blurry"
     assert element(user, "seed").value == 4242
     assert element(user, "seed-mode").value == "fixed"
     assert element(user, "steps").value == 12
+    assert element(user, "scheduler").value == "euler"
     await user.should_see("Settings copied into the form")
 
 
@@ -118,12 +124,14 @@ async def test_validation_messages_say_what_to_fix(user: User) -> None:
     assert engine().store.list_jobs(None, 0, 10)[1] == 0, "nothing invalid may reach the queue"
 
 
-async def test_jobs_from_api_clients_appear_live_and_a_reload_shows_them_again(user: User) -> None:
+async def test_jobs_from_api_clients_appear_live_with_previews_and_a_reload_shows_them_again(user: User) -> None:
     await open_studio(user)
     session_id, _ = engine().submit(GenerateRequest(prompt="from an API client", num_inference_steps=60))
     await user.should_see(marker=f"job-{session_id}", retries=20)
     with user.scope(marker=f"job-{session_id}"):
         await user.should_see("Generating", retries=JOB_TIMEOUT_RETRIES)
+        await user.should_see(marker="preview", retries=JOB_TIMEOUT_RETRIES)  # the live preview, by URL
+        assert element(user, "preview").source.startswith(f"/api/jobs/{session_id}/preview")
     await user.open("/")  # a reload builds the page from the engine: the running job is there again
     with user.scope(marker=f"job-{session_id}"):
         await user.should_see("from an API client")
