@@ -59,7 +59,7 @@ class ImageDialog:
             with ui.column().classes("p-4 gap-3 md:w-80 shrink-0"):
                 with ui.row().classes("w-full items-center justify-between"):
                     ui.label(name).classes("text-xs opacity-60 break-all")
-                    ui.button(icon="close", on_click=self.dialog.close).props("flat round dense").tooltip("Close")
+                    ui.button(icon="close", on_click=self.dialog.close).props('flat round dense aria-label="Close"').tooltip("Close")
                 with ui.grid(columns="auto 1fr").classes("gap-x-3 gap-y-1 text-sm w-full").mark("parameters"):
                     for label, text in parameter_rows(self.metadata):
                         ui.label(label).classes("opacity-60")

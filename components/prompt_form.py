@@ -136,7 +136,7 @@ class PromptForm:
                     .props("dense outlined").classes("grow min-w-0").mark("seed")
                 self.seed_input.bind_value(values, "seed", forward=_as_seed) \
                     .bind_enabled_from(values, "seed_mode", backward=lambda mode: mode == "fixed")
-                ui.button(icon="casino", on_click=self.roll_seed).props("flat round dense") \
+                ui.button(icon="casino", on_click=self.roll_seed).props('flat round dense aria-label="Roll a new seed"') \
                     .tooltip("Roll a new seed").mark("dice")
             ui.select(
                 {key: f"{p.width} × {p.height} · {p.label}" for key, p in self.presets.items()}, label="Size",

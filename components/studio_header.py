@@ -23,7 +23,7 @@ def queue_summary(pending: int, running: int) -> str:
 
 
 def studio_header(status: StudioStatus) -> None:
-    dark = ui.dark_mode()
+    dark = ui.dark_mode(None)  # follow the system until the artist picks
     with ui.header().classes("items-center justify-between gap-3 px-4 py-2 studio-header"):
         with ui.row().classes("items-center gap-2 no-wrap"):
             ui.icon("palette", size="1.6rem")
@@ -44,7 +44,7 @@ def studio_header(status: StudioStatus) -> None:
             queue = ui.label().classes("text-xs opacity-80 max-sm:hidden").mark("queue-summary")
             queue.bind_text_from(status, "pending", backward=lambda _: queue_summary(status.pending, status.running))
             queue.bind_text_from(status, "running", backward=lambda _: queue_summary(status.pending, status.running))
-            mode_button = ui.button(icon="brightness_auto").props("flat round dense color=white") \
+            mode_button = ui.button(icon="brightness_auto").props('flat round dense color=white aria-label="Light / dark / follow system"') \
                 .mark("dark-mode").tooltip("Light / dark / follow system")
 
             def cycle_mode() -> None:

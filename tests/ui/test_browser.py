@@ -141,7 +141,9 @@ def test_a_second_tab_sees_the_new_image_in_its_gallery(server: ServerProcess, o
     expect(image).to_be_visible(timeout=JOB_TIMEOUT_MS)
     name = image.get_attribute("src").rsplit("/", 1)[-1]
     expect(watcher.locator(f".gallery-thumb img[src='/images/{name}']")).to_be_visible()
-    watcher.screenshot(path=artifacts / "studio-phone.png", full_page=True)
+    watcher.get_by_role("button", name="Light / dark / follow system").click()  # follow system -> dark
+    expect(watcher.locator("body")).to_have_class(re.compile(r"\bbody--dark\b"))
+    watcher.screenshot(path=artifacts / "studio-phone-dark.png", full_page=True)
 
 
 def test_the_websocket_test_page_connects_generates_and_shows_images(
