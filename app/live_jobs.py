@@ -85,13 +85,14 @@ class LiveJob:
             if url:
                 self.preview_url = url
         elif isinstance(event, GenerationComplete):
+            self.preview_url = ""  # the server stops serving it now: no tab may ask for it any more
             self.metadata, self.image_urls = event.metadata, tuple(event.image_urls)
             self.progress, self.eta_seconds, self.step = 1.0, 0.0, max(self.step, self.total_steps)
             self.status = "completed"
         elif isinstance(event, GenerationError):
-            self.error, self.status = event.error, "failed"
+            self.preview_url, self.error, self.status = "", event.error, "failed"
         elif isinstance(event, GenerationCancelled):
-            self.error, self.status = "Cancelled", "cancelled"
+            self.preview_url, self.error, self.status = "", "Cancelled", "cancelled"
 
 
 @binding.bindable_dataclass
