@@ -45,14 +45,19 @@ class SizePreset:
         return f"{self.width}x{self.height}"
 
 
-class SizeBounds:
+class SizeBounds(Protocol):
     """What `engine.size_limits` offers: native size, range and step (duck-typed, no engine import)."""
 
-    default_width: int
-    default_height: int
-    minimum: int
-    maximum: int
-    multiple: int
+    @property
+    def default_width(self) -> int: ...
+    @property
+    def default_height(self) -> int: ...
+    @property
+    def minimum(self) -> int: ...
+    @property
+    def maximum(self) -> int: ...
+    @property
+    def multiple(self) -> int: ...
 
 
 def size_presets(limits: SizeBounds) -> list[SizePreset]:
