@@ -152,3 +152,21 @@ async def test_dice_fixes_a_random_seed_and_sizes_come_from_the_model(user: User
         width, height = (int(side) for side in key.split("x"))
         assert not limits.problems(width, height), f"preset {key} is not valid for the model"
     assert size.value == f"{limits.default_width}x{limits.default_height}"
+
+
+async def test_a_failed_job_says_why_and_the_header_follows_the_model(user: User) -> None:
+    await open_studio(user)
+    running = await fill_and_generate(user, "keeps running", steps=100)
+    with user.scope(marker=f"job-{running}"):
+        await user.should_see("Generating", retries=JOB_TIMEOUT_RETRIES)
+    element(user, "prompt").set_value("")
+    waiting = await fill_and_generate(user, "waits in the queue", steps=10)
+    engine().switch_model(engine().settings.model.base_model)  # waiting jobs fail, with a reason
+    await user.should_see(marker="model-state", content="Loading model…", retries=20)
+    with user.scope(marker=f"job-{waiting}"):
+        await user.should_see("Failed", retries=20)
+        await user.should_see("submit it again", retries=1)  # the engine's reason, readable in the card
+    with user.scope(marker=f"job-{running}"):
+        user.find(marker="cancel").click()
+        await user.should_see("Cancelled", retries=JOB_TIMEOUT_RETRIES)
+    await user.should_see(marker="model-state", content="Ready", retries=JOB_TIMEOUT_RETRIES)
