@@ -20,6 +20,7 @@ from typing import Generic, TypeVar
 from nicegui import background_tasks, binding
 
 from .engine import Engine
+from .generator import SizeLimits
 from .protocol import (
     TERMINAL_STATUSES,
     GenerateRequest,
@@ -105,6 +106,7 @@ class StudioStatus:
     pending: int = 0
     running: int = 0
     schedulers: tuple[str, ...] = ()
+    size_limits: SizeLimits | None = None
 
 
 class Hooks(Generic[HookArgument]):
@@ -179,6 +181,7 @@ class LiveJobs:
         health = self.engine.health()
         self.status.model_name = Path(health.model.id).name or health.model.id
         self.status.schedulers = tuple(getattr(health.model, "schedulers", None) or ())
+        self.status.size_limits = self.engine.size_limits
         self.status.model_state = health.model.state
         self.status.model_error = health.model.error or ""
         self.status.pending = health.queue.pending

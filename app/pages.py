@@ -71,7 +71,7 @@ def build_studio(engine: Engine, live: LiveJobs) -> None:
     ):
         with ui.card().classes("w-full self-start lg:sticky lg:top-20").mark("prompt-panel"):
             ui.label("Create").classes("text-base font-semibold studio-section-title")
-            form = PromptForm(size_presets(engine.size_limits), on_submit=submit, schedulers=live.status)
+            form = PromptForm(size_presets(engine.size_limits), on_submit=submit, model=live.status)
         with ui.column().classes("w-full gap-6 min-w-0"):
             with ui.column().classes("w-full gap-2"):
                 ui.label("Jobs").classes("text-base font-semibold studio-section-title")

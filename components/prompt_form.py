@@ -97,10 +97,11 @@ class FormValues:
     scheduler: str = DEFAULT_SCHEDULER
 
 
-class SchedulerSource(Protocol):
-    """Where the form reads the loaded model's sampler names (`StudioStatus.schedulers`, bindable)."""
+class ModelFacts(Protocol):
+    """What the form follows about the loaded model (`StudioStatus`, bindable): samplers and sizes."""
 
     schedulers: tuple[str, ...]
+    size_limits: SizeBounds | None
 
 
 class PromptForm:
@@ -108,10 +109,10 @@ class PromptForm:
         self,
         presets: list[SizePreset],
         on_submit: Callable[[GenerateRequest], str | None],
-        schedulers: SchedulerSource | None = None,
+        model: ModelFacts | None = None,
     ) -> None:
         self.presets = {preset.key: preset for preset in presets}
-        self.scheduler_source = schedulers
+        self.model = model
         self.scheduler_options = [DEFAULT_SCHEDULER]
         self.values = FormValues(size=presets[0].key)
         self.on_submit = on_submit
@@ -143,11 +144,11 @@ class PromptForm:
                     .bind_enabled_from(values, "seed_mode", backward=lambda mode: mode == "fixed")
                 ui.button(icon="casino", on_click=self.roll_seed).props('flat round dense aria-label="Roll a new seed"') \
                     .tooltip("Roll a new seed").mark("dice")
-            ui.select(
-                {key: f"{p.width} × {p.height} · {p.label}" for key, p in self.presets.items()}, label="Size",
-            ).props("outlined dense options-dense").classes("w-full").mark("size").bind_value(values, "size")
-            if self.scheduler_source is not None:
-                self._scheduler_select(self.scheduler_source)
+            self.size_select = ui.select(self._size_options(), label="Size") \
+                .props("outlined dense options-dense").classes("w-full").mark("size").bind_value(values, "size")
+            if self.model is not None:
+                self.size_select.bind_visibility_from(self.model, "size_limits", backward=self._follow_sizes)
+                self._scheduler_select(self.model)
             with ui.row().classes("w-full items-center justify-between"):
                 ui.label("Ctrl+Enter generates from anywhere").classes("text-xs opacity-60")
                 ui.button("Generate", icon="auto_awesome", on_click=self.submit).props("unelevated") \
@@ -161,7 +162,22 @@ class PromptForm:
                 ui.label().bind_text_from(self.values, field, backward=lambda v: f"{v:g}").mark(f"{marker}-value")
             ui.slider(min=low, max=high, step=step).props("label").mark(marker).bind_value(self.values, field)
 
-    def _scheduler_select(self, source: SchedulerSource) -> None:
+    def _size_options(self) -> dict[str, str]:
+        return {key: f"{p.width} × {p.height} · {p.label}" for key, p in self.presets.items()}
+
+    def _show_sizes(self, value: str) -> None:
+        self.size_select.set_options(self._size_options(), value=value)
+
+    def _follow_sizes(self, limits: SizeBounds | None) -> bool:
+        """Presets follow the loaded model (a switch may change its native size and range)."""
+        if limits is not None:
+            presets = {preset.key: preset for preset in size_presets(limits)}
+            if presets.keys() != self.presets.keys():
+                self.presets = presets
+                self._show_sizes(self.values.size if self.values.size in presets else next(iter(presets)))
+        return True
+
+    def _scheduler_select(self, source: ModelFacts) -> None:
         select = ui.select([DEFAULT_SCHEDULER], label="Sampler").props("outlined dense options-dense") \
             .classes("w-full").mark("scheduler").bind_value(self.values, "scheduler")
 
@@ -195,7 +211,7 @@ class PromptForm:
         key = f"{metadata.width}x{metadata.height}"
         if key not in self.presets:
             self.presets[key] = SizePreset(metadata.width, metadata.height, "from image")
-        values.size = key
+        self._show_sizes(key)
 
     def request(self) -> GenerateRequest | str:
         """The request the form describes, or a message saying what to fix."""
