@@ -9,6 +9,7 @@ event loop; the worker thread publishes with `publish_threadsafe`, which hops on
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -22,12 +23,18 @@ from .protocol import (
     SessionEvent,
 )
 
+log = logging.getLogger(__name__)
+
 Listener = Callable[[SessionEvent, str], None]
 """Called on the event loop with the event and its JSON text (serialised once for all listeners)."""
 
 
 class SequenceStore(Protocol):
-    """Where the last seq of a session survives a restart (the job store implements it)."""
+    """Where the last seq of a session survives a restart (the job store implements it).
+
+    A store may also offer `save_seqs(seqs: dict[str, int])`, writing many in one transaction; the bus
+    uses it when present (each SQLite write transaction costs ~0.1-0.4 ms of the event loop).
+    """
 
     def load_seq(self, session_id: str) -> int: ...
 
@@ -73,6 +80,8 @@ class EventBus:
         self._global_listeners: set[Listener] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lock = threading.Lock()
+        self._unsaved: dict[str, int] = {}  # session -> seq published on the loop, not yet stored
+        self._save_scheduled = False
 
     # -- wiring ---------------------------------------------------------------------------------
 
@@ -111,13 +120,51 @@ class EventBus:
             event.seq = history.seq
             history.remember(event)
         if self._seq_store is not None:
-            self._seq_store.save_seq(event.session_id, event.seq)
+            self._save_seq(event.session_id, event.seq)
         text = event.model_dump_json()
         for listener in tuple(self._listeners.get(event.session_id, ())):
             listener(event, text)
         for listener in tuple(self._global_listeners):
             listener(event, text)
         return event
+
+    def _save_seq(self, session_id: str, seq: int) -> None:
+        """Store the seq before any client can see it, batching what one loop iteration publishes.
+
+        On the loop the write is deferred with `call_soon`, scheduled before the listeners run, so it
+        still happens before the sender tasks they wake put the message on a socket; a burst of
+        publishes in one callback (queue positions for every waiting job, progress that piled up while
+        the loop was busy) becomes one write per session, in one transaction when the store can.
+        """
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        if loop is None or loop is not self._loop:
+            assert self._seq_store is not None
+            self._seq_store.save_seq(session_id, seq)
+            return
+        self._unsaved[session_id] = seq
+        if not self._save_scheduled:
+            self._save_scheduled = True
+            loop.call_soon(self.flush_seqs)
+
+    def flush_seqs(self) -> None:
+        """Write the seqs published on the loop and not yet stored (the loop calls it; tests may)."""
+        self._save_scheduled = False
+        unsaved, self._unsaved = self._unsaved, {}
+        store = self._seq_store
+        if not unsaved or store is None:
+            return
+        try:
+            save_seqs = getattr(store, "save_seqs", None)
+            if save_seqs is not None:
+                save_seqs(unsaved)
+            else:
+                for session_id, seq in unsaved.items():
+                    store.save_seq(session_id, seq)
+        except Exception:  # e.g. the store closed at shut-down; never break the loop over it
+            log.exception("could not store the seq of %d session(s)", len(unsaved))
 
     def publish_threadsafe(self, event: SessionEvent) -> None:
         """Publish from any thread (the generation worker): the event is delivered on the loop."""
@@ -169,7 +216,7 @@ class EventBus:
         if history is None:
             history = SessionHistory()
             if self._seq_store is not None:
-                history.seq = self._seq_store.load_seq(session_id)
+                history.seq = max(self._seq_store.load_seq(session_id), self._unsaved.get(session_id, 0))
             self._sessions[session_id] = history
             while len(self._sessions) > self._max_sessions:
                 self._sessions.popitem(last=False)

@@ -206,6 +206,22 @@ class Server:
                 return int(line.split()[1])
         raise RuntimeError("no VmRSS")
 
+    def cpu_wait_ms(self) -> dict[str, tuple[float, float]]:
+        """Per thread name: (ms on a CPU, ms runnable but waiting for a CPU) so far (/proc schedstat)."""
+        assert self.process is not None
+        result: dict[str, tuple[float, float]] = {}
+        for task in Path(f"/proc/{self.process.pid}/task").iterdir():
+            try:
+                name = (task / "comm").read_text().strip()
+                ran, waited, _ = (task / "schedstat").read_text().split()
+            except (OSError, ValueError):
+                continue
+            if task.name == str(self.process.pid):
+                name = "event loop"
+            old = result.get(name, (0.0, 0.0))
+            result[name] = (old[0] + int(ran) / 1e6, old[1] + int(waited) / 1e6)
+        return result
+
     def stamps(self) -> dict[str, Any]:
         import httpx
 
@@ -456,11 +472,11 @@ def _hooked_main(argv: list[str]) -> None:
 
     from app import generator as generator_module
     from app.events import EventBus
-    from app.protocol import TERMINAL_EVENTS, GenerationProgress
+    from app.protocol import TERMINAL_EVENTS, GenerationProgress, GenerationStarted
 
     local = threading.local()
     callback_time: dict[int, float] = {}
-    stamps: dict[str, list[Any]] = {"progress": [], "terminal": [], "generate": []}
+    stamps: dict[str, list[Any]] = {"progress": [], "terminal": [], "generate": [], "started": []}
 
     original_generate = generator_module.ArtworkGenerator.generate
 
@@ -496,6 +512,8 @@ def _hooked_main(argv: list[str]) -> None:
             stamps["progress"].append([event.session_id, event.seq, event.step, fired, published])
         elif isinstance(event, TERMINAL_EVENTS):
             stamps["terminal"].append([event.session_id, event.seq, event.type, published])
+        elif isinstance(event, GenerationStarted):
+            stamps["started"].append([event.session_id, published])
         return result
 
     generator_module.ArtworkGenerator.generate = generate  # type: ignore[method-assign]

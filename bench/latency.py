@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import httpx
 
@@ -52,7 +53,9 @@ async def measure(server: Server, count: int, steps: int, deflate: bool = False)
         await subscribe_all(clients, [measured])
         async with httpx.AsyncClient(base_url=server.base_url) as http:
             (await http.post(f"/api/jobs/{blocker}/cancel")).raise_for_status()
+        cpu_before, began = server.cpu_wait_ms(), time.perf_counter()
         await wait_terminals(clients, [measured])
+        cpu_after, wall = server.cpu_wait_ms(), (time.perf_counter() - began) * 1000
     finally:
         for client in clients:
             client.close()
@@ -65,6 +68,8 @@ async def measure(server: Server, count: int, steps: int, deflate: bool = False)
         "max": max(latencies),
         "delivered": received / (published * count),
         "published": published,
+        "loop_ran": (cpu_after["event loop"][0] - cpu_before["event loop"][0]) / wall,
+        "loop_waited": (cpu_after["event loop"][1] - cpu_before["event loop"][1]) / wall,
     }
 
 
@@ -92,6 +97,11 @@ def run(ctx: Context, server: Server) -> list[Row]:
             Row("progress latency", f"{label}: progress messages delivered (rest coalesced)",
                 round(100 * result["delivered"], 1), "%",
                 note=f"{result['published']} published per client")
+        )
+        rows.append(
+            Row("progress latency", f"{label}: server event-loop thread on a CPU / waiting for one",
+                f"{100 * result['loop_ran']:.0f} / {100 * result['loop_waited']:.0f}", "% of the job",
+                note="runnable but not running = the machine's other load (/proc schedstat)")
         )
     ctx.note("progress latency", f"{steps}-step job; one client process on the same 2 cores as the server.")
     return rows
