@@ -113,7 +113,7 @@ async def through_server(server: Server, clients: list, steps: int, seed: int, p
 def run(ctx: Context, server: Server) -> list[Row]:
     """`server` runs the shipped config (previews on); previews-off figures use a second server."""
     steps = 4 if ctx.smoke else 30
-    reps = 1 if ctx.smoke else 5
+    reps = 1 if ctx.smoke else 7
     raise_open_files(512)
     plain = server if ctx.smoke else Server(
         ctx.model, ctx.work / "overhead-no-previews", hooked=True, env={"AI_ARTIST_PREVIEWS__ENABLED": "false"}

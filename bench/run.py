@@ -21,7 +21,46 @@ from . import capacity, latency, overhead, queue_gap, slow_client, startup
 from .common import PROJECT_ROOT, WORK_ROOT, Context, Row, Server, default_model, machine, model_label, raise_open_files
 
 BENCHES = ["startup", "overhead", "latency", "queue_gap", "slow_client", "capacity"]
-FINDINGS = ""
+FINDINGS = """## What the profiles found (py-spy, 2026-11-27, on this machine)
+
+These notes explain the figures above; the figures themselves come only from the run.
+
+- **The machine is the first cause of the misses.** Two cores are shared with other work (model
+  training, test suites). The "event-loop thread on a CPU / waiting for one" rows come from the kernel's
+  schedstat for the server's loop thread during each measured job: a large "waiting" share means the
+  thread was runnable and no core was free. A `py-spy --gil` profile of a 100-subscriber job showed the
+  server's threads holding the GIL in only ~20 % of the samples; one step's fan-out stalled ~450 ms
+  before the loop even ran the publish. Latency and overhead figures swing by 2x between rounds (see
+  the pair ratios); the fastest-run ratio is the better estimate of the server's own cost.
+- **Fan-out cost per message is in uvicorn + wsproto, not in the bus.** With 1,000 subscribers ~45 % of
+  the loop thread's samples were in the per-connection sender (`Connection._send_forever`); of those,
+  the socket `write` syscall (~22 %) and wsproto framing (~12 %) dominate, Starlette's middleware send
+  wrappers ~4 %, our Outbox/Connection/EventBus ~10-15 % together. NiceGUI pins uvicorn to
+  `ws="wsproto"` (pure Python). Each subscriber costs one frame and one syscall per message, so the
+  1,000-subscriber fan-out takes tens of ms of CPU per step even on an idle core.
+- **permessage-deflate costs ~3x the memory and ~2x the latency.** Browsers and the `websockets`
+  library offer it and uvicorn accepts it by default; wsproto then keeps a zlib compressor (and
+  decompressor) per connection (the capacity rows with and without it) and compresses every message
+  once per connection. Recommended: `ws_per_message_deflate=False` in `ui.run(...)` (app/server.py).
+- **A too-slow client never got its close frame** (fixed in app/websocket.py): after the outbox overflowed,
+  `websocket.close()` waits behind the unread bytes, and the receive loop's next `receive_text()` raised
+  Starlette's `WebSocketDisconnected`; the ASGI call ended with an error and uvicorn closed the socket
+  without the 1013 frame. The endpoint now ends quietly and waits (up to 30 s) for the close frame.
+  A client that never reads again still holds its socket until TCP gives up (ASGI can't abort it).
+- **Queue gap**: of the gap, the part on the loop (complete → next `generation_started`) is the
+  worker's bookkeeping (log line, one `generation_queued` per waiting job, two `get_job` reads,
+  `mark_running`); the rest is the hand-off to the generation thread, which needs the GIL while the loop
+  sends the complete/started/queued messages. The bus now stores seqs once per loop iteration (one
+  transaction once the store offers `save_seqs`). Recommended in app/jobs.py: hand the job to the thread
+  first and announce positions / publish `generation_started` after `run_in_executor` is scheduled.
+- **Start-up**: `import app.server` imports `diffusers` (app/schedulers.py, at module level) and `torch`
+  (app/previews.py), ~75 % of the import time under `python -X importtime`, before uvicorn binds its
+  port. Recommended: import them inside the functions that need them, so the page is served while the
+  model thread imports them.
+- **Polling is expensive**: one `GET /api/jobs/{id}` costs a few ms of the loop (NiceGUI + FastAPI
+  middleware stack); a client polling every 10 ms doubled a 4-step job's wall time. The 0-subscriber
+  overhead row therefore takes the job's end from the server's own stamp instead of polling.
+"""
 
 
 def _cell(value: object) -> str:
