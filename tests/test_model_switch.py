@@ -15,6 +15,7 @@ import pytest
 from app.model_loading import ModelUnavailable, resolve_source
 from app.tiny_models import build_tiny_pipeline
 from tests.conftest_families import tiny_pipeline_dirs  # noqa: F401  (fixture found by name)
+from tests.fake_hub import FakeHub
 from tests.server_jobs import run_job, submit
 from tests.ws_client import WsClient, for_session, is_terminal
 
@@ -105,3 +106,33 @@ def test_sources_are_classified_and_a_configured_single_file_config_must_be_a_di
     (tmp_path / "notes.txt").write_text("x")
     with pytest.raises(ModelUnavailable, match="single checkpoints end in"):
         resolve_source(str(tmp_path / "notes.txt"))
+
+
+async def test_hub_download_sends_model_loading_progress_to_ws_clients_then_generates(
+    start_server, tiny_pipeline_dirs, tmp_path  # noqa: F811
+):
+    """The real download path (DiffusionPipeline.download -> huggingface_hub) against a local fake hub."""
+    repo, folder = "tiny-org/tiny-flux", tiny_pipeline_dirs["flux"]
+    expected_bytes = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    with FakeHub({repo: folder}) as hub:
+        env = {"HF_ENDPOINT": hub.endpoint, "HF_HOME": str(tmp_path / "hf-home"), "HF_HUB_DISABLE_XET": "1"}
+        server = start_server(env=env)
+        async with httpx.AsyncClient(base_url=server.base_url) as http, WsClient(server.ws_url) as ws:
+            await ws.send({"type": "ping"})
+            assert (await ws.recv())["type"] == "pong"  # connected before the switch
+            answer = await http.post("/api/model", json={"model": repo})
+            assert answer.status_code == 202 and answer.json()["model"] == repo, answer.text
+            progress = await ws.recv_until(
+                lambda m: m["type"] == "model_loading" and m["downloaded_bytes"] == m["total_bytes"]
+            )
+            assert {m["model"] for m in progress} == {repo}
+            assert progress[0]["downloaded_bytes"] == 0 and progress[-1]["total_bytes"] == expected_bytes
+            downloaded = [m["downloaded_bytes"] for m in progress]
+            assert downloaded == sorted(downloaded)
+
+            health = server.wait_until(lambda h: h["model"]["state"] != "loading")["model"]
+            assert health["state"] == "ready" and health["id"] == repo and health["family"] == "flux"
+            done = (await run_job(http, ws, num_inference_steps=2, width=64, height=64))[-1]
+            assert done["type"] == "generation_complete" and done["metadata"]["model"] == repo
+    assert any("/resolve/" in request for request in hub.requests)
+    assert (tmp_path / "hf-home" / "hub" / "models--tiny-org--tiny-flux").is_dir(), "in the standard cache"
