@@ -7,6 +7,8 @@ callback reports each step. Fields are only ever set on the event loop (the bus 
 `LiveJobs` is the only bridge from bus events to bindable state. Pages never listen to the bus
 themselves: they bind to `LiveJob` fields and register hooks here (a new job appeared, a job finished
 with images, the model or queue changed) and remove them when their client goes away.
+`model_loading` messages (hub downloads) reach `StudioStatus` the same way, through `model_events`,
+whose listeners run on the loop.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from nicegui import background_tasks, binding
 
 from .engine import Engine
 from .generator import SizeLimits
+from .model_loading import model_events
 from .protocol import (
     TERMINAL_STATUSES,
     GenerateRequest,
@@ -33,6 +36,7 @@ from .protocol import (
     GenerationQueued,
     GenerationStarted,
     JobView,
+    ModelLoading,
     SessionEvent,
 )
 
@@ -98,8 +102,10 @@ class LiveJob:
 
 @binding.bindable_dataclass
 class StudioStatus:
-    """The model and queue as the header shows them; refreshed from `engine.health()` on the loop."""
+    """The model and queue as the header and the model picker show them, set on the loop only:
+    from `engine.health()` (bus events and a watcher task) and from `model_loading` messages."""
 
+    model_id: str = ""  # what the engine was asked to load: an absolute path or a hub id
     model_name: str = ""
     model_state: str = "loading"
     model_error: str = ""
@@ -107,6 +113,23 @@ class StudioStatus:
     running: int = 0
     schedulers: tuple[str, ...] = ()
     size_limits: SizeLimits | None = None
+    downloading: bool = False  # a hub download of the loading model is under way (or just finished)
+    downloaded_bytes: int = 0
+    download_total: int | None = None  # an estimate; None when the hub did not tell
+
+    @property
+    def download_fraction(self) -> float | None:
+        """0..1 of the download, None when the total is unknown."""
+        if not self.download_total:
+            return None
+        return min(self.downloaded_bytes / self.download_total, 1.0)
+
+    def apply_download(self, message: ModelLoading) -> None:
+        """Take a `model_loading` message about the model now loading (others are stale: ignored)."""
+        if message.model != self.model_id or self.model_state != "loading":
+            return
+        self.downloaded_bytes, self.download_total = message.downloaded_bytes, message.total_bytes
+        self.downloading = True
 
 
 class Hooks(Generic[HookArgument]):
@@ -160,6 +183,7 @@ class LiveJobs:
         self.completion_hooks: Hooks[GenerationComplete] = Hooks()
         self._watcher: asyncio.Task[None] | None = None
         engine.events.add_global_listener(self._on_event)
+        model_events.add_listener(self._on_model_loading)
 
     # -- lifecycle (app.on_startup / app.on_shutdown) --------------------------------------------
 
@@ -168,6 +192,7 @@ class LiveJobs:
 
     async def close(self) -> None:
         self.engine.events.remove_global_listener(self._on_event)
+        model_events.remove_listener(self._on_model_loading)
         if self._watcher is not None:
             self._watcher.cancel()
 
@@ -179,14 +204,26 @@ class LiveJobs:
 
     def refresh_status(self) -> None:
         health = self.engine.health()
-        self.status.model_name = Path(health.model.id).name or health.model.id
+        model_id = health.model.id
+        if model_id != self.status.model_id:  # a switch: forget the previous model's download
+            self.status.downloading, self.status.downloaded_bytes, self.status.download_total = False, 0, None
+        self.status.model_id = model_id
+        self.status.model_name = Path(model_id).name if Path(model_id).exists() else model_id
         self.status.schedulers = tuple(getattr(health.model, "schedulers", None) or ())
         self.status.size_limits = self.engine.size_limits
         self.status.model_state = health.model.state
         self.status.model_error = health.model.error or ""
+        if health.model.state != "loading":
+            self.status.downloading = False
         self.status.pending = health.queue.pending
         # The worker forgets its running job only after publishing the terminal event: count our own.
         self.status.running = sum(job.status == "running" for job in self.jobs.values())
+
+    def _on_model_loading(self, message: ModelLoading) -> None:
+        """A hub download's progress (`model_events` calls listeners on the loop)."""
+        if message.model != self.status.model_id:
+            self.refresh_status()  # the switch may be newer than our last look at the engine
+        self.status.apply_download(message)
 
     # -- jobs -----------------------------------------------------------------------------------
 

@@ -11,9 +11,9 @@ from pathlib import Path
 from fastapi.responses import FileResponse
 from nicegui import app, ui
 
-from components import Gallery, ImageDialog, JobList, PromptForm, size_presets, studio_header
+from components import Gallery, ImageDialog, JobList, ModelPicker, PromptForm, SwitchOutcome, size_presets, studio_header
 
-from .engine import Engine, InvalidRequest, JobAlreadyFinished, JobNotFound, QueueFull
+from .engine import Engine, InvalidRequest, JobAlreadyFinished, JobNotFound, ModelBusy, ModelUnavailable, QueueFull
 from .live_jobs import LiveJob, LiveJobs
 from .protocol import GenerateRequest
 
@@ -59,6 +59,14 @@ def build_studio(engine: Engine, live: LiveJobs) -> None:
             return str(error)
         return None
 
+    def switch_model(reference: str) -> SwitchOutcome:
+        try:
+            answer = engine.switch_model(reference)
+        except (ModelUnavailable, ModelBusy) as error:
+            return SwitchOutcome(error=str(error))
+        live.refresh_status()  # every tab's picker and header show "loading" at once
+        return SwitchOutcome(model=live.status.model_name or answer.model, failed_jobs=len(answer.failed_jobs))
+
     def cancel(job: LiveJob) -> None:
         try:
             engine.cancel(job.session_id)
@@ -69,9 +77,12 @@ def build_studio(engine: Engine, live: LiveJobs) -> None:
     with ui.element("div").classes(
         "w-full max-w-7xl mx-auto p-4 gap-6 grid grid-cols-1 lg:grid-cols-[minmax(320px,400px)_minmax(0,1fr)]"
     ):
-        with ui.card().classes("w-full self-start lg:sticky lg:top-20").mark("prompt-panel"):
-            ui.label("Create").classes("text-base font-semibold studio-section-title")
-            form = PromptForm(size_presets(engine.size_limits), on_submit=submit, model=live.status)
+        with ui.column().classes("w-full gap-4 self-start lg:sticky lg:top-20"):
+            with ui.card().classes("w-full").mark("model-panel"):
+                ModelPicker(live.status, list_models=engine.models, switch_model=switch_model)
+            with ui.card().classes("w-full").mark("prompt-panel"):
+                ui.label("Create").classes("text-base font-semibold studio-section-title")
+                form = PromptForm(size_presets(engine.size_limits), on_submit=submit, model=live.status)
         with ui.column().classes("w-full gap-6 min-w-0"):
             with ui.column().classes("w-full gap-2"):
                 ui.label("Jobs").classes("text-base font-semibold studio-section-title")

@@ -3,7 +3,8 @@ from .gallery import Gallery
 from .image_dialog import ImageDialog
 from .job_card import job_card
 from .job_list import JobList
+from .model_picker import ModelPicker, SwitchOutcome
 from .prompt_form import PromptForm, size_presets
 from .studio_header import studio_header
 
-__all__ = ["Gallery", "ImageDialog", "JobList", "PromptForm", "job_card", "size_presets", "studio_header"]
+__all__ = ["Gallery", "ImageDialog", "JobList", "ModelPicker", "PromptForm", "SwitchOutcome", "job_card", "size_presets", "studio_header"]
