@@ -110,6 +110,19 @@ async def through_server(server: Server, clients: list, steps: int, seed: int, p
     return max(arrivals) - began, seen_previews
 
 
+def generation_blocked_ms(server: Server, before: dict[str, tuple[float, float]]) -> float:
+    """Of the last pipeline call's wall time, the part its threads were neither on a CPU nor waiting for
+    one (blocked: the GIL, a lock): wall - ran - waited over the server's threads other than the loop."""
+    after = server.cpu_wait_ms()
+    entered, left = server.stamps()["generate"][-1]
+    ran = waited = 0.0
+    for name, (ran_after, waited_after) in after.items():
+        if name != "event loop":
+            ran += ran_after - before.get(name, (0.0, 0.0))[0]
+            waited += waited_after - before.get(name, (0.0, 0.0))[1]
+    return (left - entered) * 1000 - ran - waited
+
+
 def run(ctx: Context, server: Server) -> list[Row]:
     """`server` runs the shipped config (previews on); previews-off figures use a second server."""
     steps = 4 if ctx.smoke else 30
@@ -140,14 +153,17 @@ def run(ctx: Context, server: Server) -> list[Row]:
         ratios: dict[str, list[float]] = {c[3]: [] for c in conditions}
         times: dict[str, list[float]] = {c[3]: [] for c in conditions}
         previews_seen: dict[str, int] = {c[3]: 0 for c in conditions}
+        blocked: dict[str, list[float]] = {c[3]: [] for c in conditions}
         bare_times: list[float] = []
         for rep in range(reps):
             for target_server, count, previews, label in conditions:
                 seed = 100 + rep
                 bare_seconds = bare.run(steps, seed)
+                cpu_before = target_server.cpu_wait_ms()
                 seconds, seen = loop.run_until_complete(
                     through_server(target_server, clients[id(target_server)][:count], steps, seed, previews)
                 )
+                blocked[label].append(generation_blocked_ms(target_server, cpu_before))
                 previews_seen[label] += seen
                 bare_times.append(bare_seconds)
                 times[label].append(seconds)
@@ -179,6 +195,9 @@ def run(ctx: Context, server: Server) -> list[Row]:
                 "pair ratios " + ", ".join(f"{v:.3f}" for v in ratios[label]))
         if previews:
             note += f"; {previews_seen[label] / max(1, count * reps):.1f} previews per client per job"
+        rows.append(Row("overhead", f"{label}: generation thread blocked (GIL, locks) per job, median",
+                        round(median(blocked[label]), 1), "ms",
+                        note="pipeline wall − CPU time − CPU wait of the non-loop threads (/proc schedstat)"))
         rows.append(Row("overhead", name + " (median of pairs)", round(ratio, 3), "×", f"≤ {target:.2f}" if target else "",
                         (ratio <= target) if target else None, note))
     ctx.note("overhead", f"{steps} steps, guidance 7.5, model's native size, {reps} interleaved rounds; "

@@ -32,6 +32,15 @@ These notes explain the figures above; the figures themselves come only from the
   server's threads holding the GIL in only ~20 % of the samples; one step's fan-out stalled ~450 ms
   before the loop even ran the publish. Latency and overhead figures swing by 2x between rounds (see
   the pair ratios); the fastest-run ratio is the better estimate of the server's own cost.
+- **Overhead with 100 subscribers is GIL contention plus CPU.** The generation thread and the event
+  loop share one interpreter. The small default model keeps the pipeline thread Python-bound (small
+  tensors, many ops), so while the loop fans a step out to 100 sockets the pipeline waits for the GIL:
+  the "generation thread blocked" rows (schedstat: pipeline wall − CPU − CPU wait) grow from ~0 to
+  ~100+ ms per 30-step job, and the loop's extra CPU (~50 µs per message per subscriber in a
+  separate experiment) competes for the two cores. Meeting ≤ 1.05 here needs the fan-out off the
+  generation process's GIL: recommended, run the pipeline in a child process (app/jobs.py + app/generator.py:
+  a `multiprocessing` worker with the step callback sent over a pipe), or cut the per-message cost by a
+  faster WebSocket stack than NiceGUI's pinned wsproto.
 - **Fan-out cost per message is in uvicorn + wsproto, not in the bus.** With 1,000 subscribers ~45 % of
   the loop thread's samples were in the per-connection sender (`Connection._send_forever`); of those,
   the socket `write` syscall (~22 %) and wsproto framing (~12 %) dominate, Starlette's middleware send
