@@ -29,8 +29,8 @@ def studio_header(status: StudioStatus) -> None:
             ui.icon("palette", size="1.6rem")
             ui.label("AI Artist").classes("text-lg font-semibold tracking-tight")
         with ui.row().classes("items-center gap-2 no-wrap min-w-0"):
-            ui.label(status.model_name).classes("text-sm opacity-80 truncate max-sm:hidden").mark("model-name") \
-                .tooltip("Loaded model")
+            ui.label().classes("text-sm opacity-80 truncate max-sm:hidden").mark("model-name") \
+                .bind_text_from(status, "model_name").tooltip("Loaded model (switch it in the Model panel)")
             chip = ui.chip().props("dense square").classes("text-xs").mark("model-state")
 
             def show_state(state: str) -> str:
