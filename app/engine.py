@@ -272,6 +272,7 @@ class Engine:
         if record.status in TERMINAL_STATUSES:
             raise JobAlreadyFinished(f"job {session_id} already {record.status}")
         if self.queue.remove(session_id):
+            self._job_epochs.pop(session_id, None)
             self.store.finish(session_id, "cancelled", error="cancelled by request")
             self.events.publish(GenerationCancelled(session_id=session_id))
             if self.worker is not None:

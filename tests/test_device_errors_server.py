@@ -33,11 +33,11 @@ def address_space(pid: int) -> int:
     raise AssertionError("no VmSize")
 
 
-@pytest.fixture
-def servers(model_dir, tmp_path) -> Iterator[tuple[ServerProcess, ServerProcess]]:
+@pytest.fixture(scope="module")
+def servers(model_dir, tmp_path_factory) -> Iterator[tuple[ServerProcess, ServerProcess]]:
     """A server with the default options and one with every memory option on, started side by side."""
-    plain = ServerProcess(model_dir, tmp_path / "plain", PREDICTABLE_MALLOC).launch()
-    options = ServerProcess(model_dir, tmp_path / "options", MEMORY_OPTIONS).launch()
+    plain = ServerProcess(model_dir, tmp_path_factory.mktemp("plain"), PREDICTABLE_MALLOC).launch()
+    options = ServerProcess(model_dir, tmp_path_factory.mktemp("options"), MEMORY_OPTIONS).launch()
     try:
         for server in (plain, options):
             server.wait_until(lambda health: health["model"]["state"] != "loading", timeout=180)
