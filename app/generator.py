@@ -98,7 +98,8 @@ def family_of_folder(folder: Path) -> str | None:
         name = str(json.loads((folder / "model_index.json").read_text()).get("_class_name", ""))
     except (OSError, ValueError):
         return None
-    for prefix, family in (("StableDiffusionXL", "sdxl"), ("StableDiffusion3", "sd3"), ("Flux", "flux"), ("StableDiffusion", "sd")):
+    prefixes = (("StableDiffusionXL", "sdxl"), ("StableDiffusion3", "sd3"), ("Flux", "flux"), ("StableDiffusion", "sd"))
+    for prefix, family in prefixes:
         if name.startswith(prefix):
             return family
     return None
@@ -216,7 +217,8 @@ class ArtworkGenerator:
             self.family = None
         self.pipeline = pipeline
         self.size_limits = self._limits_of(pipeline)
-        log.info("loaded %s (%s) on %s in %.1fs", self.model_id, source.kind, self.device, time.perf_counter() - started)
+        seconds = time.perf_counter() - started
+        log.info("loaded %s (%s) on %s in %.1fs", self.model_id, source.kind, self.device, seconds)
 
     def _place(self, pipeline: Any) -> None:
         """Move to the device and apply the memory options."""

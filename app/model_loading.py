@@ -67,11 +67,15 @@ def _offline_hint(repo_id: str) -> str:
     )
 
 
-def resolve_source(reference: str, single_file_config: str | Path | None = None, base_dir: Path = PROJECT_ROOT) -> ModelSource:
+def resolve_source(
+    reference: str, single_file_config: str | Path | None = None, base_dir: Path = PROJECT_ROOT
+) -> ModelSource:
     """Classify `reference`; raise ModelUnavailable when it cannot be loaded here."""
     reference = str(reference).strip()
     if not reference:
-        raise ModelUnavailable("model: empty reference; give a hub id (owner/name), a local folder or a .safetensors file")
+        raise ModelUnavailable(
+            "model: empty reference; give a hub id (owner/name), a local folder or a .safetensors file"
+        )
     path = Path(reference).expanduser()
     if not path.is_absolute() and (base_dir / path).exists():
         path = base_dir / path
@@ -89,7 +93,9 @@ def resolve_source(reference: str, single_file_config: str | Path | None = None,
             )
         config = single_file_config_dir(path, single_file_config)
         return ModelSource(reference, "single_file", str(path.resolve()), str(config) if config else None)
-    looks_local = path.suffix.lower() in SINGLE_FILE_SUFFIXES or reference.startswith(("/", ".", "~")) or "\\" in reference
+    looks_local = (
+        path.suffix.lower() in SINGLE_FILE_SUFFIXES or reference.startswith(("/", ".", "~")) or "\\" in reference
+    )
     if not looks_local and HUB_ID.match(reference):
         if hub_offline() and not _in_hub_cache(reference):
             raise ModelUnavailable(_offline_hint(reference))
