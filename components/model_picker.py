@@ -15,11 +15,7 @@ from nicegui import events, ui
 from app.live_jobs import StudioStatus
 from app.protocol import ModelList
 
-PICKER_STATE_LOOK = {
-    "loading": ("Loading…", "amber-8", "hourglass_top"),
-    "ready": ("Ready", "positive", "check_circle"),
-    "error": ("Failed", "negative", "error"),
-}
+PICKER_STATE_LOOK = {"loading": ("Loading…", "amber-8"), "ready": ("Ready", "positive"), "error": ("Failed", "negative")}
 KIND_LABELS = {"folder": "folder", "single_file": "checkpoint", "hub": "hub"}
 REFERENCE_HINT = "owner/name, a diffusers folder or a .safetensors file"
 
@@ -76,8 +72,9 @@ class ModelPicker:
         with ui.column().classes("w-full gap-2").mark("model-picker"):
             with ui.row().classes("w-full items-center justify-between no-wrap"):
                 ui.label("Model").classes("text-sm opacity-70")
-                chip = ui.chip().props("dense square").classes("text-xs").mark("picker-state")
-                chip.bind_text_from(status, "model_state", backward=lambda state: self._show_state(chip, state))
+                # a badge, not a chip: the header's chip stays the page's one model-state chip
+                badge = ui.badge().props("rounded").classes("text-xs px-2 py-1").mark("picker-state")
+                badge.bind_text_from(status, "model_state", backward=lambda state: self._show_state(badge, state))
             self.select = ui.select({}, label="Switch to", on_change=self._on_pick) \
                 .props("outlined dense options-dense").classes("w-full").mark("model-select")
             self.select.bind_visibility_from(status, "model_id", backward=self._follow_model)
@@ -108,12 +105,13 @@ class ModelPicker:
                     status, "download_total", backward=lambda _: download_text(status.downloaded_bytes, status.download_total)
                 )
             ui.label().classes("text-xs opacity-60").mark("switch-hint") \
-                .bind_text_from(status, "pending", backward=waiting_jobs_hint)
+                .bind_text_from(status, "pending", backward=waiting_jobs_hint) \
+                .bind_visibility_from(status, "pending", backward=bool)
 
     @staticmethod
-    def _show_state(chip: ui.chip, state: str) -> str:
-        text, color, icon = PICKER_STATE_LOOK.get(state, (state, "grey", "help"))
-        chip.props(f"color={color} text-color=white icon={icon}")
+    def _show_state(badge: ui.badge, state: str) -> str:
+        text, color = PICKER_STATE_LOOK.get(state, (state, "grey"))
+        badge.props(f"color={color} text-color=white")
         return text
 
     def _refresh_choices(self, current: str) -> None:

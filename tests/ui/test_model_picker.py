@@ -170,7 +170,8 @@ async def test_a_hub_download_shows_its_progress_then_the_model_is_ready(
     await user.should_see(marker="picker-state", content="Loading…", retries=1)
 
     # model_loading messages arrive from the download's watcher thread; configs come, weights wait
-    await user.should_see(marker="download-text", content=f"of {format_bytes(expected_total)}", retries=100)
+    await user.should_see(marker="download-text", content=f"of {format_bytes(expected_total)}",
+                          retries=JOB_TIMEOUT_RETRIES)
     bar: Any = element(user, "download-progress")
     await wait_until(lambda: bar.value > 0, "the bar shows the downloaded configs")
     assert bar.value < 1, "the weights are still held back"
