@@ -207,8 +207,8 @@ class LiveJobs:
         model_id = health.model.id
         if model_id != self.status.model_id:  # a switch: forget the previous model's download
             self.status.downloading, self.status.downloaded_bytes, self.status.download_total = False, 0, None
-        self.status.model_id = model_id
         self.status.model_name = Path(model_id).name if Path(model_id).exists() else model_id
+        self.status.model_id = model_id  # after the name: what follows the id may show the name
         self.status.schedulers = tuple(getattr(health.model, "schedulers", None) or ())
         self.status.size_limits = self.engine.size_limits
         self.status.model_state = health.model.state

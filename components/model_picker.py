@@ -18,6 +18,7 @@ from app.protocol import ModelList
 PICKER_STATE_LOOK = {"loading": ("Loading…", "amber-8"), "ready": ("Ready", "positive"), "error": ("Failed", "negative")}
 KIND_LABELS = {"folder": "folder", "single_file": "checkpoint", "hub": "hub"}
 REFERENCE_HINT = "owner/name, a diffusers folder or a .safetensors file"
+REFERENCE_LABEL = "Or load a hub id, folder or file"
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,7 @@ class ModelPicker:
             self.select.bind_enabled_from(status, "model_state", backward=lambda state: state != "loading")
             self.select.on("popup-show", lambda: self._refresh_choices(status.model_id))
             with ui.row().classes("w-full items-center gap-2 no-wrap"):
-                self.reference = ui.input("Or load", placeholder=REFERENCE_HINT) \
+                self.reference = ui.input(REFERENCE_LABEL, placeholder=REFERENCE_HINT) \
                     .props("outlined dense clearable").classes("grow min-w-0").mark("model-reference")
                 self.reference.on("keydown.enter", self.load_typed)
                 load = ui.button("Load", icon="download", on_click=self.load_typed).props("unelevated dense no-caps") \
@@ -94,16 +95,13 @@ class ModelPicker:
             with ui.column().classes("w-full gap-1").mark("model-download") \
                     .bind_visibility_from(status, "downloading"):
                 bar = ui.linear_progress(show_value=False).props("rounded").mark("download-progress")
-                bar.bind_value_from(status, "downloaded_bytes", backward=lambda _: status.download_fraction or 0.0)
-                bar.bind_value_from(status, "download_total", backward=lambda _: status.download_fraction or 0.0)
                 bar.bind_visibility_from(status, "download_total", backward=bool)  # no total: the text only
                 text = ui.label().classes("text-xs opacity-80").mark("download-text")
-                text.bind_text_from(
-                    status, "downloaded_bytes", backward=lambda _: download_text(status.downloaded_bytes, status.download_total)
-                )
-                text.bind_text_from(
-                    status, "download_total", backward=lambda _: download_text(status.downloaded_bytes, status.download_total)
-                )
+                for field in ("downloaded_bytes", "download_total"):
+                    bar.bind_value_from(status, field, backward=lambda _: status.download_fraction or 0.0)
+                    text.bind_text_from(
+                        status, field, backward=lambda _: download_text(status.downloaded_bytes, status.download_total)
+                    )
             ui.label().classes("text-xs opacity-60").mark("switch-hint") \
                 .bind_text_from(status, "pending", backward=waiting_jobs_hint) \
                 .bind_visibility_from(status, "pending", backward=bool)
