@@ -17,10 +17,12 @@ import io
 import math
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
 from PIL import Image
+
+if TYPE_CHECKING:  # torch is imported where it is used: the server binds its port without it
+    import torch
 
 FAMILIES: tuple[str, ...] = ("sd", "sdxl", "sd3", "flux")
 
@@ -135,6 +137,8 @@ def unpack_flux_latents(
 
 
 def _linear_rgb(latent: torch.Tensor, family: str) -> torch.Tensor:
+    import torch
+
     """(C, H, W) latent -> (3, H, W) in [0, 1] on the latent's device."""
     latent = latent.float()
     factors = LATENT_RGB_FACTORS.get(family)
@@ -155,6 +159,8 @@ def _linear_rgb(latent: torch.Tensor, family: str) -> torch.Tensor:
 
 
 def _taesd_rgb(latent: torch.Tensor, taesd: Any) -> torch.Tensor:
+    import torch
+
     """(C, H, W) latent -> (3, 8H, 8W) in [0, 1], decoded the way a pipeline would with `vae=taesd`."""
     parameter = next(taesd.parameters())
     if parameter.device != latent.device or parameter.dtype != latent.dtype:
@@ -182,6 +188,8 @@ def latents_to_preview(
     """
     if family not in FAMILIES:
         raise ValueError(f"unknown model family {family!r}; expected one of {', '.join(FAMILIES)}")
+    import torch
+
     with torch.no_grad():
         first = latents[:1].detach()
         if family == "flux":

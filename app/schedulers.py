@@ -15,18 +15,10 @@ sigmas).  Asking such a model for "ddim" raises `UnsupportedSchedulerError`.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import diffusers
-from diffusers import (
-    DDIMScheduler,
-    DPMSolverMultistepScheduler,
-    EulerAncestralDiscreteScheduler,
-    EulerDiscreteScheduler,
-    FlowMatchEulerDiscreteScheduler,
-    UniPCMultistepScheduler,
-)
-from diffusers.schedulers.scheduling_utils import SchedulerMixin
+if TYPE_CHECKING:  # diffusers is imported where it is used: the server binds its port without it
+    from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
 DEFAULT_SCHEDULER = "default"
 
@@ -66,6 +58,8 @@ def _as_config(base_config: Any) -> dict[str, Any]:
     if not isinstance(config, Mapping):
         raise TypeError(f"expected a scheduler or its config, got {type(base_config).__name__}")
     config = dict(config)
+    from diffusers.schedulers.scheduling_utils import SchedulerMixin
+
     # Only configs read from scheduler_config.json carry `_class_name`; an instance knows its class.
     if isinstance(base_config, SchedulerMixin):
         config["_class_name"] = type(base_config).__name__
@@ -89,6 +83,9 @@ def _unknown_name_error(name: str) -> ValueError:
 
 
 def _default_scheduler(config: dict[str, Any]) -> SchedulerMixin:
+    import diffusers
+    from diffusers.schedulers.scheduling_utils import SchedulerMixin
+
     class_name = config.get("_class_name")
     scheduler_class = getattr(diffusers, str(class_name), None) if class_name else None
     if scheduler_class is None or not issubclass(scheduler_class, SchedulerMixin):
@@ -100,27 +97,31 @@ def _default_scheduler(config: dict[str, Any]) -> SchedulerMixin:
 
 
 def _diffusion_scheduler(name: str, config: dict[str, Any]) -> SchedulerMixin:
+    import diffusers
+
     # use_karras_sigmas is set explicitly both ways: a model whose own config turns it on
     # must not leak Karras sigmas into the samplers that are not named "karras".
     if name == "euler":
-        return EulerDiscreteScheduler.from_config(config, use_karras_sigmas=False)
+        return diffusers.EulerDiscreteScheduler.from_config(config, use_karras_sigmas=False)
     if name == "euler_a":
-        return EulerAncestralDiscreteScheduler.from_config(config)
+        return diffusers.EulerAncestralDiscreteScheduler.from_config(config)
     if name in ("dpmpp_2m", "dpmpp_2m_karras"):
-        return DPMSolverMultistepScheduler.from_config(
+        return diffusers.DPMSolverMultistepScheduler.from_config(
             config,
             algorithm_type="dpmsolver++",
             solver_order=2,
             use_karras_sigmas=name == "dpmpp_2m_karras",
         )
     if name == "ddim":
-        return DDIMScheduler.from_config(config)
+        return diffusers.DDIMScheduler.from_config(config)
     if name == "unipc":
-        return UniPCMultistepScheduler.from_config(config, use_karras_sigmas=False)
+        return diffusers.UniPCMultistepScheduler.from_config(config, use_karras_sigmas=False)
     raise _unknown_name_error(name)
 
 
 def _flow_scheduler(name: str, config: dict[str, Any]) -> SchedulerMixin:
+    import diffusers
+
     # FlowMatchEuler calls its static shift "shift"; the multistep solvers call it "flow_shift".
     # Dynamic shifting (Flux: `mu` from the image size) carries over under the same key names.
     flow = {
@@ -130,11 +131,11 @@ def _flow_scheduler(name: str, config: dict[str, Any]) -> SchedulerMixin:
         "use_karras_sigmas": False,
     }
     if name == "euler":
-        return FlowMatchEulerDiscreteScheduler.from_config(config, use_karras_sigmas=False)
+        return diffusers.FlowMatchEulerDiscreteScheduler.from_config(config, use_karras_sigmas=False)
     if name == "dpmpp_2m":
-        return DPMSolverMultistepScheduler.from_config(config, algorithm_type="dpmsolver++", solver_order=2, **flow)
+        return diffusers.DPMSolverMultistepScheduler.from_config(config, algorithm_type="dpmsolver++", solver_order=2, **flow)
     if name == "unipc":
-        return UniPCMultistepScheduler.from_config(config, **flow)
+        return diffusers.UniPCMultistepScheduler.from_config(config, **flow)
     raise UnsupportedSchedulerError(
         f"scheduler {name!r} does not support flow-matching models (SD3, Flux); "
         f"choose one of: {', '.join(FLOW_MATCHING_SCHEDULER_NAMES)}"

@@ -188,6 +188,20 @@ class Store:
     def save_seq(self, session_id: str, seq: int) -> None:
         self._execute("UPDATE jobs SET last_seq = ? WHERE id = ? AND last_seq < ?", (seq, session_id, seq))
 
+    def save_seqs(self, seqs: dict[str, int]) -> None:
+        """Many sessions' seqs in one transaction (the bus batches a loop iteration's messages)."""
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                self._db.executemany(
+                    "UPDATE jobs SET last_seq = ? WHERE id = ? AND last_seq < ?",
+                    [(seq, session_id, seq) for session_id, seq in seqs.items()],
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
     # -- gallery --------------------------------------------------------------------------------
 
     def add_to_gallery(self, session_id: str, names: list[str], metadata: GenerationMetadata) -> None:
