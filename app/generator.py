@@ -34,9 +34,6 @@ from .model_loading import (  # noqa: F401  (SINGLE_FILE_SUFFIXES and ModelUnava
 from .protocol import GenerationProgress, progress_text
 from .schedulers import DEFAULT_SCHEDULER, SCHEDULER_NAMES, make_scheduler, supported_schedulers
 
-# app.schedulers imports diffusers here, at import time: a first `import diffusers` racing between the
-# event loop (health asks for scheduler names) and the loading thread leaves names missing.
-
 log = logging.getLogger(__name__)
 
 StepCallback = Callable[[int, int, Any], None]
@@ -251,15 +248,13 @@ class ArtworkGenerator:
         return _limits(sample_size * scale, scale, self.family, getattr(config, "pos_embed_max_size", None))
 
     def supported_schedulers(self) -> tuple[str, ...]:
-        """Scheduler names this model accepts (judged from its folder's config before it is loaded)."""
+        """Scheduler names this model accepts (judged from its folder's family before it is loaded).
+
+        Called on the event loop (health, submit). Until the model is loaded this must not import
+        diffusers: a first `import diffusers` racing the loading thread's leaves names missing there.
+        """
         if self.base_scheduler is not None:
             return supported_schedulers(self.base_scheduler)
-        config = Path(self.model_id) / "scheduler" / "scheduler_config.json"
-        if config.is_file():
-            try:
-                return supported_schedulers(json.loads(config.read_text()))
-            except (OSError, ValueError, TypeError):
-                pass
         if self.family is not None:
             return supported_schedulers(self.family)
         return SCHEDULER_NAMES
