@@ -169,7 +169,7 @@ class ArtworkGenerator:
             model_id = load_config().model.base_model
         self.model_id = model_id
         self.requested_device = device
-        self.device = resolve_device(device)
+        self._device: str | None = None if device == "auto" else device
         self.dtype_name = dtype
         self.cpu_threads = cpu_threads
         self.options = options or ModelOptions()
@@ -187,6 +187,11 @@ class ArtworkGenerator:
         return self.pipeline is not None
 
     @property
+    def device(self) -> str:
+        """The device in use; "auto" until load_model has looked (that needs torch, which loads slowly)."""
+        return self._device or self.requested_device
+
+    @property
     def model_name(self) -> str:
         return Path(self.model_id).name if Path(self.model_id).exists() else self.model_id
 
@@ -197,6 +202,7 @@ class ArtworkGenerator:
     def load_model(self) -> None:
         import torch
 
+        self._device = resolve_device(self.requested_device)
         if self.cpu_threads is not None and self.device == "cpu":
             torch.set_num_threads(self.cpu_threads)
         dtype = resolve_dtype(self.dtype_name, self.device)

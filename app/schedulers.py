@@ -58,11 +58,13 @@ def _as_config(base_config: Any) -> dict[str, Any]:
     if not isinstance(config, Mapping):
         raise TypeError(f"expected a scheduler or its config, got {type(base_config).__name__}")
     config = dict(config)
-    from diffusers.schedulers.scheduling_utils import SchedulerMixin
-
     # Only configs read from scheduler_config.json carry `_class_name`; an instance knows its class.
-    if isinstance(base_config, SchedulerMixin):
-        config["_class_name"] = type(base_config).__name__
+    # (A plain config is judged without importing diffusers: the server reads one before it loads.)
+    if not isinstance(base_config, Mapping):
+        from diffusers.schedulers.scheduling_utils import SchedulerMixin
+
+        if isinstance(base_config, SchedulerMixin):
+            config["_class_name"] = type(base_config).__name__
     return config
 
 
