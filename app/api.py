@@ -4,13 +4,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-import asyncio
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import FileResponse, Response
 
 from .engine import Engine, InvalidRequest, JobAlreadyFinished, JobNotFound, ModelBusy, ModelUnavailable, QueueFull
-from .model_loading import model_events
 from .protocol import (
     ErrorBody,
     GalleryPage,
@@ -21,7 +19,6 @@ from .protocol import (
     JobStatus,
     JobView,
     ModelList,
-    ModelLoading,
     ModelSwitchRequest,
     ModelSwitchResponse,
 )
@@ -142,14 +139,3 @@ async def switch_model(body: ModelSwitchRequest, engine: EngineDep) -> ModelSwit
         raise HTTPException(422, detail=detail) from None
     except ModelBusy as error:
         raise HTTPException(409, detail=str(error)) from None
-
-
-def _broadcast_model_loading(message: ModelLoading) -> None:
-    """Send `model_loading` to every /ws client (runs on the event loop)."""
-    from .websocket import manager
-
-    if manager.connections:
-        asyncio.get_running_loop().create_task(manager.broadcast(message.model_dump(mode="json")))
-
-
-model_events.add_listener(_broadcast_model_loading)

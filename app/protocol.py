@@ -304,7 +304,7 @@ SessionEvent = Union[
 TERMINAL_EVENTS: tuple[type[SessionMessage], ...] = (GenerationComplete, GenerationError, GenerationCancelled)
 
 ServerMessage = Annotated[
-    Union[PongMessage, ErrorMessage, SubscribedMessage, UnsubscribedMessage, SessionEvent],
+    Union[PongMessage, ErrorMessage, SubscribedMessage, UnsubscribedMessage, ModelLoading, SessionEvent],
     Field(discriminator="type"),
 ]
 server_message_adapter: TypeAdapter[ServerMessage] = TypeAdapter(ServerMessage)

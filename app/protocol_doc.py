@@ -23,6 +23,9 @@ REST = [
     ("POST /api/jobs/{session_id}/cancel", None, p.JobView, "Cancel a queued or running job. 409 when it already ended."),
     ("GET /api/gallery?offset=&limit=", None, p.GalleryPage, "Every generated image, newest first."),
     ("GET /api/health", None, p.Health, "Server, model and queue state."),
+    ("GET /api/jobs/{session_id}/preview.jpg", None, None, "The latest live preview of a running job (JPEG); 404 when it has none."),
+    ("GET /api/models", None, p.ModelList, "The current model and the local models found under assets/models and <data_dir>/models."),
+    ("POST /api/model", p.ModelSwitchRequest, p.ModelSwitchResponse, "Load another model in the background (202). 409 while one is loading; 422 when it cannot be loaded here, saying what is missing."),
 ]
 CLIENT = [
     (p.PingMessage, "Keep-alive; answered with `pong`."),
@@ -35,6 +38,7 @@ SERVER = [
     (p.SubscribedMessage, "Subscription confirmed, with the session's status and latest seq."),
     (p.UnsubscribedMessage, "Unsubscription confirmed."),
     (p.ErrorMessage, "Malformed JSON, unknown type, invalid fields or unknown session. The connection stays open."),
+    (p.ModelLoading, "To every client while a model downloads from the hub (about every half second), and once when done."),
     (p.GenerationQueued, "Waiting; sent again whenever the position changes (1 = next)."),
     (p.GenerationStarted, "The worker started the job."),
     (p.GenerationProgress, "After each denoising step. Coalesced (latest wins) for a client that reads slowly."),
@@ -70,7 +74,8 @@ def render() -> str:
         lines += [f"### `{route}`", "", summary, ""]
         if body is not None:
             lines += [f"Request body `{body.__name__}`:", "", _schema(body), ""]
-        lines += [f"Response `{response.__name__}`:", "", _schema(response), ""]
+        if response is not None:
+            lines += [f"Response `{response.__name__}`:", "", _schema(response), ""]
     lines += ["## WebSocket `/ws`: client to server", ""]
     for model, summary in CLIENT:
         lines += [f"### `{_type_of(model)}`", "", summary, "", _schema(model), ""]

@@ -18,11 +18,13 @@ from pydantic import ValidationError
 
 from .engine import Engine, JobAlreadyFinished, JobNotFound
 from .events import EventBus, bus
+from .model_loading import model_events
 from .protocol import (
     CancelMessage,
     ErrorMessage,
     GenerationPreview,
     GenerationProgress,
+    ModelLoading,
     PingMessage,
     PongMessage,
     SessionEvent,
@@ -150,6 +152,7 @@ class ConnectionManager:
 
     def bind_engine(self, engine: Engine | None) -> None:
         self._engine = engine
+        model_events.add_listener(self.broadcast_model_loading)
 
     @property
     def events(self) -> EventBus:
@@ -187,6 +190,12 @@ class ConnectionManager:
         for connection in receivers:
             connection.send(text)
         return len(receivers)
+
+    def broadcast_model_loading(self, message: ModelLoading) -> None:
+        """`model_loading` goes to every client (a model_events listener, called on the event loop)."""
+        text = message.model_dump_json()
+        for connection in tuple(self.connections.values()):
+            connection.send(text, coalesce_key="model_loading")
 
     async def send_personal(self, websocket: WebSocket, message: dict[str, Any]) -> None:
         connection = self.connections.get(websocket)
