@@ -111,7 +111,7 @@ async def health(engine: EngineDep) -> Health:
     tags=["jobs"],
 )
 async def job_preview(session_id: str, engine: EngineDep) -> Response:
-    """The latest live preview of a running job (a small JPEG); 404 when it has none (yet, or any more)."""
+    """The latest live preview of a job (a small JPEG; kept a while after it ends); 404 when it has none."""
     preview = engine.previews.get(session_id)
     if preview is None:
         raise HTTPException(404, detail=f"no preview for session {session_id!r} (not running, or none rendered yet)")

@@ -109,10 +109,14 @@ class Engine:
         self._tasks = [loop.create_task(self._load_model()), loop.create_task(self.worker.run_forever())]
 
     async def stop(self) -> None:
+        """Orderly shut-down: a running job goes back to the queue without using up one of its attempts."""
+        interrupted = self.worker.running_id if self.worker is not None else None
         for task in self._tasks:
             task.cancel()
         if self.worker is not None:
-            self.worker.close()
+            await self.worker.close()
+        if interrupted is not None:
+            self.store.requeue(interrupted, refund_attempt=True)
         self.store.close()
 
     def _new_generator(self, model_id: str) -> ArtworkGenerator:

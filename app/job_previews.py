@@ -8,6 +8,7 @@ import io
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -33,10 +34,16 @@ class StoredPreview:
 
 
 class PreviewStore:
-    """The latest preview JPEG of each running job; written by the generation thread, read on the loop."""
+    """The latest preview JPEG of each running job; written by the generation thread, read on the loop.
 
-    def __init__(self) -> None:
+    A finished job's last preview stays servable among the `keep_finished` most recent, so a page that
+    asks for it just as the job ends still gets an image rather than a 404.
+    """
+
+    def __init__(self, keep_finished: int = 16) -> None:
         self._latest: dict[str, StoredPreview] = {}
+        self._finished: OrderedDict[str, StoredPreview] = OrderedDict()
+        self.keep_finished = keep_finished
         self._lock = threading.Lock()
 
     def put(self, session_id: str, jpeg: bytes, step: int) -> None:
@@ -45,11 +52,16 @@ class PreviewStore:
 
     def get(self, session_id: str) -> StoredPreview | None:
         with self._lock:
-            return self._latest.get(session_id)
+            return self._latest.get(session_id) or self._finished.get(session_id)
 
-    def drop(self, session_id: str) -> None:
+    def retire(self, session_id: str) -> None:
+        """The job ended: keep its last preview among the recent ones for a while."""
         with self._lock:
-            self._latest.pop(session_id, None)
+            last = self._latest.pop(session_id, None)
+            if last is not None:
+                self._finished[session_id] = last
+                while len(self._finished) > self.keep_finished:
+                    self._finished.popitem(last=False)
 
 
 class JobPreviewer:

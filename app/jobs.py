@@ -124,10 +124,14 @@ class JobWorker:
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="generation")
         self.idle = asyncio.Event()
 
-    def close(self) -> None:
+    async def close(self, timeout: float = 10) -> None:
+        """Stop the running generation at its next step and wait (a while) for the thread to let go."""
         for flag in self._cancel_flags.values():
             flag.set()
-        self._thread.shutdown(wait=False, cancel_futures=True)
+        try:
+            await asyncio.wait_for(asyncio.to_thread(self._thread.shutdown, True, cancel_futures=True), timeout)
+        except TimeoutError:
+            log.warning("the generation thread did not stop within %.0f s", timeout)
 
     def cancel_running(self, session_id: str) -> bool:
         flag = self._cancel_flags.get(session_id)
@@ -142,20 +146,23 @@ class JobWorker:
             model_error = await self.wait_for_model()  # jobs keep their place in the queue meanwhile
             session_id = await self.queue.get()
             self.idle.clear()
-            self.announce_positions()
             record = self.store.get_job(session_id)
             if record is None or record.status != "queued":
+                self.announce_positions()
                 continue
             model_error = await self.wait_for_model()  # a model switch may have begun meanwhile
             record = self.store.get_job(session_id)
             if record is None or record.status != "queued":
+                self.announce_positions()
                 continue
             blocked = self.job_blocker(record) if self.job_blocker is not None else None
             if blocked is not None:
                 self._fail(record, blocked)
+                self.announce_positions()
                 continue
             if model_error is not None:
                 self._fail(record, f"the model could not be loaded: {model_error}")
+                self.announce_positions()
                 continue
             try:
                 await self._run(record)
@@ -231,8 +238,10 @@ class JobWorker:
                 save_png(image, self.images_dir / name, metadata)
             return names, metadata
 
+        running = loop.run_in_executor(self._thread, generate_and_save)
+        self.announce_positions()  # the waiting jobs moved up; told while the generation already runs
         try:
-            names, metadata = await loop.run_in_executor(self._thread, generate_and_save)
+            names, metadata = await running
         except GenerationCancelled:
             self.store.finish(record.id, "cancelled", error="cancelled by request")
             self.events.publish(CancelledEvent(session_id=record.id))
@@ -252,7 +261,7 @@ class JobWorker:
             )
         finally:
             log.info("job %s: %s", record.id, previewer.summary())
-            self.preview_store.drop(record.id)
+            self.preview_store.retire(record.id)
             self.running_id = None
             self._cancel_flags.pop(record.id, None)
             self.not_running.set()

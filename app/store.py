@@ -150,8 +150,12 @@ class Store:
     def update_step(self, job_id: str, step: int) -> None:
         self._execute("UPDATE jobs SET step = ? WHERE id = ?", (step, job_id))
 
-    def requeue(self, job_id: str) -> None:
-        self._execute("UPDATE jobs SET status = 'queued', step = 0 WHERE id = ?", (job_id,))
+    def requeue(self, job_id: str, *, refund_attempt: bool = False) -> None:
+        """Back to the queue; `refund_attempt` when the run was stopped by an orderly shut-down."""
+        self._execute(
+            "UPDATE jobs SET status = 'queued', step = 0, attempts = MAX(attempts - ?, 0) WHERE id = ?",
+            (1 if refund_attempt else 0, job_id),
+        )
 
     def finish(
         self,

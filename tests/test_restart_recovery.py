@@ -68,3 +68,23 @@ async def test_a_job_interrupted_twice_fails_with_a_reason(start_server, tmp_pat
         assert error["type"] == "generation_error" and "interrupted" in error["error"]
     view = httpx.get(f"{third.base_url}/api/jobs/{job['session_id']}").json()
     assert view["status"] == "failed" and view["attempts"] == 2 and "restart" in view["error"]
+
+
+async def test_an_orderly_stop_requeues_the_running_job_without_using_an_attempt(start_server, tmp_path):
+    data_dir = tmp_path / "data"
+    first = start_server(data_dir=data_dir)
+    async with httpx.AsyncClient(base_url=first.base_url) as http:
+        job = (await http.post("/api/generate", json={"prompt": "a tree", "num_inference_steps": 150})).json()
+    async with WsClient(first.ws_url) as ws:
+        await ws.subscribe(job["session_id"])
+        await ws.recv_until(for_session(job["session_id"], lambda m: m.get("step", 0) >= 2))
+    first.stop()  # SIGTERM: shut-down handlers run
+    assert first.process.returncode is not None
+
+    second = start_server(data_dir=data_dir)
+    async with WsClient(second.ws_url) as ws:
+        await ws.subscribe(job["session_id"])
+        final = (await ws.recv_until(for_session(job["session_id"], is_terminal), timeout=180))[-1]
+    assert final["type"] == "generation_complete"
+    view = httpx.get(f"{second.base_url}/api/jobs/{job['session_id']}").json()
+    assert view["status"] == "completed" and view["attempts"] == 1
