@@ -1,0 +1,143 @@
+"""Fast tests of the embedded-model training package and the shipped model."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from app.training.scenes import (
+    COLOURS, all_landscape_scenes, all_shape_scenes, is_held_out, render, sample_landscape_scene,
+    sample_shape_scene, sample_training_example,
+)
+from app.training.scoring import classify_time_of_day, score_shape
+from app.training.tokenizer import build_tokenizer, scene_vocabulary
+
+REPO = Path(__file__).resolve().parent.parent
+SHIPPED_MODEL = REPO / "assets" / "models" / "ai-artist-tiny"
+
+
+def test_scorer_reads_ground_truth_shapes() -> None:
+    rng = np.random.default_rng(7)
+    scenes = [sample_shape_scene(rng) for _ in range(150)]
+    scores = [score_shape(render(scene, rng), scene) for scene in scenes]
+    assert all(s.colour_ok for s in scores)
+    assert all(s.shape_ok for s in scores)
+    assert all(s.position_ok for s in scores if s.position_ok is not None)
+
+
+def test_scorer_reads_ground_truth_time_of_day() -> None:
+    rng = np.random.default_rng(8)
+    scenes = [sample_landscape_scene(rng) for _ in range(150)]
+    assert all(classify_time_of_day(render(scene, rng)) == scene.time_of_day for scene in scenes)
+
+
+def test_scorer_rejects_wrong_captions() -> None:
+    rng = np.random.default_rng(9)
+    scene = sample_shape_scene(rng)
+    image = render(scene, rng)
+    other_colour = next(c for c in COLOURS if c != scene.colour and c != scene.background)
+    assert not score_shape(image, type(scene)(other_colour, scene.shape, scene.background, scene.position)).colour_ok
+    blank = np.full((64, 64, 3), 150, dtype=np.uint8)
+    assert not score_shape(blank, scene).shape_ok
+
+
+def test_training_examples_are_captioned_and_never_held_out() -> None:
+    rng = np.random.default_rng(10)
+    for _ in range(200):
+        image, caption = sample_training_example(rng)
+        assert image.shape == (64, 64, 3) and image.dtype == np.uint8
+        assert caption and not is_held_out(caption)
+    held_out = [s for s in all_shape_scenes() if is_held_out(s.caption)]
+    assert len(held_out) >= 60
+    assert any(is_held_out(s.caption) for s in all_landscape_scenes())
+
+
+def test_tokenizer_keeps_vocabulary_words_whole(tmp_path: Path) -> None:
+    tokenizer = build_tokenizer(tmp_path)
+    for word in scene_vocabulary():
+        assert tokenizer.tokenize(word) == [f"{word}</w>"], word
+    ids = tokenizer("a blue square on a yellow background in the top left").input_ids
+    assert tokenizer.convert_ids_to_tokens(ids) == [
+        "<|startoftext|>", *(w + "</w>" for w in "a blue square on a yellow background in the top left".split()),
+        "<|endoftext|>",
+    ]
+    assert len(tokenizer.tokenize("zebra")) > 1  # unknown words fall back to pieces, not to <unk>
+    longest = max((s.caption for s in [*all_shape_scenes(), *all_landscape_scenes()]), key=lambda c: len(c.split()))
+    assert len(tokenizer(longest).input_ids) <= tokenizer.model_max_length
+
+
+def _tiny_config(run_dir: Path, unet_steps: int):
+    from app.training.train import TrainConfig
+
+    return TrainConfig(run_dir=run_dir, size="tiny", seed=3, vae_steps=2, vae_batch=4, pool_size=48,
+                       unet_steps=unet_steps, unet_batch=4, warmup_steps=2, checkpoint_every=2, threads=1)
+
+
+def test_tiny_training_runs_resumes_and_is_reproducible(tmp_path: Path) -> None:
+    from app.training.decoder import finetune_decoder
+    from app.training.train import export_pipeline, train
+
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    train(_tiny_config(straight, unet_steps=4))
+    train(_tiny_config(resumed, unet_steps=2))
+    assert torch.load(resumed / "checkpoint.pt", weights_only=False)["step"] == 2
+    train(_tiny_config(resumed, unet_steps=4))
+
+    final_straight = torch.load(straight / "checkpoint.pt", weights_only=False)
+    final_resumed = torch.load(resumed / "checkpoint.pt", weights_only=False)
+    assert final_resumed["step"] == 4
+    for name, tensor in final_straight["unet"].items():
+        torch.testing.assert_close(final_resumed["unet"][name], tensor, msg=name)
+    with (resumed / "loss.csv").open() as handle:
+        unet_steps = [int(row["step"]) for row in csv.DictReader(handle) if row["phase"] == "unet"]
+    assert unet_steps == [0, 1, 2, 3]
+
+    tuned = finetune_decoder(_tiny_config(resumed, unet_steps=4), steps=2, batch=2)
+    assert (tuned / "config.json").exists()
+    pipeline = export_pipeline(resumed, tmp_path / "exported", "tiny")
+    pipeline.set_progress_bar_config(disable=True)
+    image = pipeline("a red circle", num_inference_steps=2, guidance_scale=7.5, output_type="np").images[0]
+    assert image.shape == (64, 64, 3)
+
+
+def _folder_megabytes(path: Path) -> float:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 1e6
+
+
+@pytest.fixture(scope="module")
+def shipped_pipeline():
+    from diffusers import AutoPipelineForText2Image, StableDiffusionPipeline
+
+    pipeline = AutoPipelineForText2Image.from_pretrained(SHIPPED_MODEL, local_files_only=True)
+    assert isinstance(pipeline, StableDiffusionPipeline)
+    pipeline.set_progress_bar_config(disable=True)
+    return pipeline
+
+
+def test_shipped_model_is_small_and_standard() -> None:
+    assert _folder_megabytes(SHIPPED_MODEL) <= 20.0
+    for part in ("unet", "vae", "text_encoder"):
+        assert (SHIPPED_MODEL / part / "diffusion_pytorch_model.safetensors").exists() or (
+            SHIPPED_MODEL / part / "model.safetensors").exists()
+    assert (SHIPPED_MODEL / "model_index.json").exists()
+
+
+def test_shipped_model_generates_a_64px_image(shipped_pipeline) -> None:
+    with torch.inference_mode():
+        image = shipped_pipeline("a red circle", num_inference_steps=4, guidance_scale=7.5,
+                                 generator=torch.Generator().manual_seed(0)).images[0]
+    assert image.size[0] >= 64 and image.size[1] >= 64
+
+
+def test_shipped_model_loads_with_the_app_loader() -> None:
+    from app.generator import ArtworkGenerator
+
+    generator = ArtworkGenerator(model_id=str(SHIPPED_MODEL), device="cpu", dtype="float32")
+    assert (generator.size_limits.default_width, generator.size_limits.default_height) == (64, 64)
+    generator.load_model()
+    images = generator.generate("a starry night over the sea", num_inference_steps=4, guidance_scale=7.5, seed=0)
+    assert len(images) == 1 and images[0].size == (64, 64)
