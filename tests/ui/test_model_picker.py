@@ -60,7 +60,9 @@ async def test_the_picker_lists_the_models_and_switches_loading_then_ready(
     select = element(user, "model-select")
     assert isinstance(select, ui.select)
     assert select.value == current, "the picker shows the loaded model"
-    assert set(select.options) == {current, str(second)}, "the current model and the one in <data>/models"
+    known = {model.model for model in engine().models().models}
+    assert set(select.options) == known | {current}, "the current model and every known local one"
+    assert str(second) in select.options, "the one in <data>/models"
     assert select.options[str(second)] == f"{SECOND_MODEL} · folder"
     assert picker_state(user) == "Ready"
 
