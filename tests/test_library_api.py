@@ -90,3 +90,16 @@ def test_custom_websocket_handler_from_the_guide():
         with second_gone as third:
             third.send_json({"n": 1})
             assert third.receive_json() == {"type": "custom", "data": {"n": 1}}
+
+
+def test_compile_option_compiles_the_denoiser_in_place(model_dir):
+    from app.generator import ModelOptions
+
+    generator = ArtworkGenerator(model_id=str(model_dir), device="cpu", options=ModelOptions(compile=True))
+    generator.load_model()
+    denoiser = generator.pipeline.unet
+    assert getattr(denoiser, "_compiled_call_impl", None) is not None, "unet.compile() was applied"
+    assert denoiser.config.sample_size, "the pipeline keeps its own module and config"
+    plain = ArtworkGenerator(model_id=str(model_dir), device="cpu")
+    plain.load_model()
+    assert getattr(plain.pipeline.unet, "_compiled_call_impl", None) is None
