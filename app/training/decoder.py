@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from diffusers import AutoencoderKL
 from tqdm import tqdm
 
-from .train import LossLog, TrainConfig, cosine_lr, images_to_tensor, save_atomically
+from .train import LossLog, TrainConfig, cosine_lr, images_to_tensor, resume_model_checkpoint, save_atomically
 from .scenes import sample_training_example
 
 DECODER_PHASE = 4
@@ -43,12 +43,7 @@ def finetune_decoder(config: TrainConfig, steps: int, batch: int = 8, peak_lr: f
         parameter.requires_grad_(True)
     optimizer = torch.optim.AdamW(parameters, lr=peak_lr, weight_decay=0.0)
     checkpoint_path = config.run_dir / "decoder_checkpoint.pt"
-    start = 0
-    if checkpoint_path.exists():
-        state = torch.load(checkpoint_path, weights_only=False)
-        vae.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        start = state["step"]
+    start = resume_model_checkpoint(checkpoint_path, vae, optimizer)
     log = LossLog(config.run_dir / "loss.csv")
     progress = tqdm(range(start, steps), desc="decoder", initial=start, total=steps, mininterval=20)
     for step in progress:

@@ -62,6 +62,16 @@ def save_atomically(state: dict, path: Path) -> None:
     temporary.replace(path)
 
 
+def resume_model_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> int:
+    """Load a one-model phase's checkpoint ({model, optimizer, step}) if there is one; the step to go on from."""
+    if not path.exists():
+        return 0
+    state = torch.load(path, weights_only=False)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    return int(state["step"])
+
+
 def cosine_lr(step: int, total: int, warmup: int, peak: float) -> float:
     if step < warmup:
         return peak * (step + 1) / warmup
@@ -95,12 +105,7 @@ def train_vae(config: TrainConfig, log: LossLog) -> AutoencoderKL:
     vae = make_vae(SIZES[config.size])
     optimizer = torch.optim.AdamW(vae.parameters(), lr=config.vae_lr, weight_decay=0.0)
     checkpoint_path = config.run_dir / "vae_checkpoint.pt"
-    start = 0
-    if checkpoint_path.exists():
-        state = torch.load(checkpoint_path, weights_only=False)
-        vae.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        start = state["step"]
+    start = resume_model_checkpoint(checkpoint_path, vae, optimizer)
     vae.train()
     progress = tqdm(range(start, config.vae_steps), desc="vae", initial=start, total=config.vae_steps, mininterval=20)
     for step in progress:
