@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import FileResponse, Response
 
 from .engine import Engine, InvalidRequest, JobAlreadyFinished, JobNotFound, ModelBusy, ModelUnavailable, QueueFull
+from .image_files import IMAGES_ROUTE
 from .protocol import (
     ErrorBody,
     GalleryPage,
@@ -90,7 +91,7 @@ async def gallery(
     return GalleryPage(items=items, total=total, offset=offset, limit=limit)
 
 
-@router.get("/images/{name:path}", responses={404: {"model": ErrorBody}}, tags=["gallery"])
+@router.get(IMAGES_ROUTE + "/{name:path}", responses={404: {"model": ErrorBody}}, tags=["gallery"])
 async def image(name: str, engine: EngineDep) -> FileResponse:
     """A generated image. Only plain file names inside the output folder are served."""
     images_dir = engine.images_dir

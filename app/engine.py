@@ -35,7 +35,8 @@ from .protocol import (
     QueueHealth,
     SessionEvent,
 )
-from .store import JobRecord, Store
+from .image_files import image_url
+from .store import JobRecord, Store, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -299,8 +300,6 @@ class Engine:
         total = record.total_steps or record.request.num_inference_steps
         eta = None
         if record.status == "running" and record.started_at and record.step:
-            from .store import utcnow
-
             elapsed = (utcnow() - record.started_at).total_seconds()
             eta = round(elapsed / record.step * (total - record.step), 2)
         return JobView(
@@ -314,7 +313,7 @@ class Engine:
             eta_seconds=eta,
             position=self.queue.position(record.id),
             image_paths=[str(self.images_dir / name) for name in record.image_names],
-            image_urls=[f"/images/{name}" for name in record.image_names],
+            image_urls=[image_url(name) for name in record.image_names],
             error=record.error,
             attempts=record.attempts,
             metadata=record.metadata,

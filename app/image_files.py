@@ -14,7 +14,13 @@ from PIL import Image, PngImagePlugin
 from .protocol import GenerationMetadata
 
 PARAMETERS_KEY = "parameters"
+IMAGES_ROUTE = "/images"
 JSON_KEY = "ai_artist"
+
+
+def image_url(name: str) -> str:
+    """Where the server serves a generated image (GET /images/{name})."""
+    return f"{IMAGES_ROUTE}/{name}"
 
 
 def a1111_parameters(metadata: GenerationMetadata) -> str:

@@ -19,7 +19,7 @@ from typing import Any
 from .config import PreviewSettings
 from .events import EventBus
 from .generator import ArtworkGenerator, GenerationCancelled, describe_failure, random_seed
-from .image_files import save_png
+from .image_files import image_url, save_png
 from .job_previews import JobPreviewer, PreviewStore
 from .protocol import (
     GenerationCancelled as CancelledEvent,
@@ -255,7 +255,7 @@ class JobWorker:
                 GenerationComplete(
                     session_id=record.id,
                     image_paths=[str(self.images_dir / name) for name in names],
-                    image_urls=[f"/images/{name}" for name in names],
+                    image_urls=[image_url(name) for name in names],
                     metadata=metadata,
                 )
             )

@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from .image_files import image_url
 from .protocol import GalleryItem, GenerateRequest, GenerationMetadata, JobStatus
 
 SCHEMA = """
@@ -234,7 +235,7 @@ class Store:
         items = [
             GalleryItem(
                 name=row["name"],
-                url=f"/images/{row['name']}",
+                url=image_url(row["name"]),
                 path=str(images_dir / row["name"]),
                 session_id=row["session_id"],
                 index=row["idx"],
