@@ -141,3 +141,59 @@ def test_shipped_model_loads_with_the_app_loader() -> None:
     generator.load_model()
     images = generator.generate("a starry night over the sea", num_inference_steps=4, guidance_scale=7.5, seed=0)
     assert len(images) == 1 and images[0].size == (64, 64)
+
+
+def test_batches_are_the_same_on_any_number_of_workers() -> None:
+    from app.training.batches import DECODER_PHASE, NoiseBatches, PoolChunks, SceneBatches, load
+
+    cpu = torch.device("cpu")
+    datasets = [
+        SceneBatches(seed=5, phase=DECODER_PHASE, first_step=3, total_steps=6, batch=3, crop=32),
+        PoolChunks(seed=5, pool_size=10, chunk=4),
+        NoiseBatches(seed=5, first_step=7, total_steps=10, batch=4, pool_length=50, caption_dropout=0.5,
+                     num_timesteps=1000, latent_shape=(4, 16, 16)),
+    ]
+    for dataset in datasets:
+        in_process, in_workers = list(load(dataset, 0, cpu)), list(load(dataset, 2, cpu))
+        assert len(in_process) == len(in_workers) == len(dataset)
+        for one, other in zip(in_process, in_workers):
+            if isinstance(one, dict):
+                for name in one:
+                    assert torch.equal(one[name], other[name]), name
+            elif isinstance(one, (tuple, list)):
+                assert torch.equal(one[0], other[0]) and one[1] == other[1]
+            else:
+                assert torch.equal(one, other)
+    last_chunk_images, last_chunk_captions = list(load(datasets[1], 0, cpu))[-1]
+    assert len(last_chunk_images) == len(last_chunk_captions) == 2  # 10 scenes in chunks of 4
+
+
+def test_a_time_budget_fixes_the_step_count_once_and_a_resume_keeps_it(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from app.training.train import train
+
+    config = replace(_tiny_config(tmp_path, unet_steps=10_000), unet_minutes=0.01, checkpoint_every=1)
+    train(config)
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    planned = state["total_steps"]
+    assert 1 <= planned < 10_000 and state["step"] == planned
+    with (tmp_path / "loss.csv").open() as handle:
+        assert sum(row["phase"] == "unet" for row in csv.DictReader(handle)) == planned
+
+    train(replace(config, unet_minutes=5.0))  # resumed: the plan in the checkpoint stands, nothing more to do
+    assert torch.load(tmp_path / "checkpoint.pt", weights_only=False)["step"] == planned
+
+
+def test_shipped_model_follows_held_out_prompts(shipped_pipeline) -> None:
+    """Captions training never saw: the shape's colour and class, and the sky's time of day, as the evaluation scores them."""
+    from app.training.evaluate import generate, held_out_prompts
+
+    shapes, landscapes = held_out_prompts(shape_count=4, landscape_count=4, seed=1234)
+    shape_images = generate(shipped_pipeline, [s.caption for s in shapes], steps=20, guidance=7.5, seed=1234)
+    landscape_images = generate(shipped_pipeline, [s.caption for s in landscapes], steps=20, guidance=7.5, seed=11234)
+    scores = [score_shape(image, scene) for image, scene in zip(shape_images, shapes)]
+    assert sum(score.colour_ok for score in scores) >= 3, [(s.caption, r.reading) for s, r in zip(shapes, scores)]
+    assert sum(score.shape_ok for score in scores) >= 3, [(s.caption, r.reading) for s, r in zip(shapes, scores)]
+    times = [classify_time_of_day(image) for image in landscape_images]
+    assert sum(t == s.time_of_day for t, s in zip(times, landscapes)) >= 3, list(zip([s.caption for s in landscapes], times))

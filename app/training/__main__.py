@@ -50,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--steps", type=int, default=20)
     evaluate.add_argument("--guidance", type=float, default=7.5)
     evaluate.add_argument("--seed", type=int, default=1234)
+    evaluate.add_argument("--device", default="cpu", help="cpu, cuda, mps (noise is drawn on the CPU either way)")
     return parser
 
 
@@ -71,7 +72,7 @@ def main(argv: list[str] | None = None) -> None:
         from .evaluate import run_evaluation
 
         run_evaluation(args.model, args.grid, args.shape_prompts, args.landscape_prompts,
-                       args.steps, args.guidance, args.seed)
+                       args.steps, args.guidance, args.seed, args.device)
 
 
 if __name__ == "__main__":

@@ -10,16 +10,15 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderKL
 from tqdm import tqdm
 
-from .train import LossLog, TrainConfig, cosine_lr, images_to_tensor, resume_model_checkpoint, save_atomically
-from .scenes import sample_training_example
+from .batches import DECODER_PHASE, SceneBatches, load
+from .train import (LossLog, TrainConfig, cosine_lr, cpu_state, images_to_device, make_optimizer, resume_model_checkpoint,
+                    save_atomically, set_lr)
 
-DECODER_PHASE = 4
 TUNED_VAE_DIR = "vae_decoder_tuned"
 
 
@@ -36,33 +35,36 @@ def finetune_decoder(config: TrainConfig, steps: int, batch: int = 8, peak_lr: f
     output = config.run_dir / TUNED_VAE_DIR
     if steps <= 0:
         return output
+    device = torch.device(config.device)
     vae = AutoencoderKL.from_pretrained(config.run_dir / "vae")
     vae.requires_grad_(False)
     parameters = decoder_parameters(vae)
     for parameter in parameters:
         parameter.requires_grad_(True)
-    optimizer = torch.optim.AdamW(parameters, lr=peak_lr, weight_decay=0.0)
+    optimizer = make_optimizer(parameters, peak_lr, 0.0, device)
     checkpoint_path = config.run_dir / "decoder_checkpoint.pt"
     start = resume_model_checkpoint(checkpoint_path, vae, optimizer)
+    vae.to(device)
     log = LossLog(config.run_dir / "loss.csv")
-    progress = tqdm(range(start, steps), desc="decoder", initial=start, total=steps, mininterval=20)
-    for step in progress:
-        began = time.time()
-        rng = np.random.default_rng([config.seed, DECODER_PHASE, step])
-        images = images_to_tensor([sample_training_example(rng)[0] for _ in range(batch)])
+    batches = load(SceneBatches(config.seed, DECODER_PHASE, start, steps, batch), config.data_workers, device)
+    progress = tqdm(zip(range(start, steps), batches), desc="decoder", initial=start, total=steps, mininterval=20)
+    began = time.time()
+    for step, uint8_images in progress:
+        images = images_to_device(uint8_images, device)
         with torch.no_grad():
             latents = vae.encode(images).latent_dist.mode()
         lr = cosine_lr(step, steps, 20, peak_lr)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+        set_lr(optimizer, lr)
         loss = reconstruction_loss(vae.decode(latents).sample, images)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        log.write("decoder", step, loss.item(), lr, time.time() - began)
-        progress.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
+        log.write("decoder", step, loss, lr, time.time() - began)
+        began = time.time()
         if (step + 1) % config.checkpoint_every == 0 or step + 1 == steps:
-            save_atomically({"model": vae.state_dict(), "optimizer": optimizer.state_dict(), "step": step + 1},
+            save_atomically({"model": cpu_state(vae), "optimizer": optimizer.state_dict(), "step": step + 1},
                             checkpoint_path)
+            progress.set_postfix(loss=log.flush(), refresh=False)
+    log.flush()
     vae.eval().save_pretrained(output)
     return output

@@ -36,8 +36,8 @@ def held_out_prompts(shape_count: int, landscape_count: int, seed: int) -> tuple
     return chosen_shapes, chosen_landscapes
 
 
-def load_pipeline(model: Path) -> DiffusionPipeline:
-    pipeline = AutoPipelineForText2Image.from_pretrained(model, local_files_only=True)
+def load_pipeline(model: Path, device: str = "cpu") -> DiffusionPipeline:
+    pipeline = AutoPipelineForText2Image.from_pretrained(model, local_files_only=True).to(device)
     pipeline.set_progress_bar_config(disable=True)
     return pipeline
 
@@ -84,9 +84,9 @@ class EvaluationResult:
 
 
 def run_evaluation(model: Path, grid: Path | None, shape_count: int, landscape_count: int,
-                   steps: int, guidance: float, seed: int) -> EvaluationResult:
+                   steps: int, guidance: float, seed: int, device: str = "cpu") -> EvaluationResult:
     torch.set_num_threads(2)
-    pipeline = load_pipeline(model)
+    pipeline = load_pipeline(model, device)
     shapes, landscapes = held_out_prompts(shape_count, landscape_count, seed)
     began = time.time()
     shape_images = generate(pipeline, [s.caption for s in shapes], steps, guidance, seed)
