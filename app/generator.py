@@ -16,12 +16,14 @@ import random
 import threading
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from PIL import Image
 
+from .cpu_speed import cpu_inference, onednn_pays_off
 from .events import EventBus, bus as default_bus
 from .model_loading import (  # noqa: F401  (SINGLE_FILE_SUFFIXES and ModelUnavailable: re-exported)
     SINGLE_FILE_SUFFIXES,
@@ -180,6 +182,7 @@ class ArtworkGenerator:
         self.family: str | None = family_of_folder(Path(model_id))
         self.size_limits = inspect_size_limits(model_id)
         self._preview_decoders: dict[str | None, Any] = {}
+        self._use_onednn = True
         self._lock = threading.Lock()
 
     @property
@@ -218,6 +221,7 @@ class ArtworkGenerator:
             self.family = model_family(pipeline)
         except ValueError:
             self.family = None
+        self._use_onednn = onednn_pays_off(pipeline)
         self.pipeline = pipeline
         self.size_limits = self._limits_of(pipeline)
         seconds = time.perf_counter() - started
@@ -326,7 +330,7 @@ class ArtworkGenerator:
                 pipe._interrupt = True
             return tensors
 
-        with self._lock:
+        with self._lock, cpu_inference(self._use_onednn) if self.device == "cpu" else nullcontext():
             self.pipeline.scheduler = fresh_scheduler
             output = self.pipeline(
                 prompt=[prompt] * num_images,
