@@ -13,6 +13,7 @@ have the full image size.  `encode_jpeg` shrinks either to a small JPEG for the 
 from __future__ import annotations
 
 import base64
+import functools
 import io
 import math
 import time
@@ -136,15 +137,23 @@ def unpack_flux_latents(
     return patches.permute(0, 3, 1, 4, 2, 5).reshape(batch, packed_channels // 4, rows, cols)
 
 
-def _linear_rgb(latent: torch.Tensor, family: str) -> torch.Tensor:
+@functools.cache
+def _factor_tables(family: str, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The family's latent->RGB weights and bias, copied to `device` once (not at every preview)."""
     import torch
 
+    weights = torch.tensor(LATENT_RGB_FACTORS[family], device=device)
+    return weights, torch.tensor(LATENT_RGB_BIAS[family], device=device)
+
+
+def _linear_rgb(latent: torch.Tensor, family: str) -> torch.Tensor:
     """(C, H, W) latent -> (3, H, W) in [0, 1] on the latent's device."""
+    import torch
+
     latent = latent.float()
     factors = LATENT_RGB_FACTORS.get(family)
     if factors is not None and latent.shape[0] == len(factors):
-        weights = torch.tensor(factors, device=latent.device)
-        bias = torch.tensor(LATENT_RGB_BIAS[family], device=latent.device)
+        weights, bias = _factor_tables(family, latent.device)
         rgb = torch.einsum("chw,cr->rhw", latent, weights) + bias[:, None, None]
         return ((rgb + 1.0) / 2.0).clamp(0.0, 1.0)
     # No published factors for this channel count (e.g. tiny test models): show the
@@ -159,9 +168,9 @@ def _linear_rgb(latent: torch.Tensor, family: str) -> torch.Tensor:
 
 
 def _taesd_rgb(latent: torch.Tensor, taesd: Any) -> torch.Tensor:
+    """(C, H, W) latent -> (3, 8H, 8W) in [0, 1], decoded the way a pipeline would with `vae=taesd`."""
     import torch
 
-    """(C, H, W) latent -> (3, 8H, 8W) in [0, 1], decoded the way a pipeline would with `vae=taesd`."""
     parameter = next(taesd.parameters())
     if parameter.device != latent.device or parameter.dtype != latent.dtype:
         taesd.to(device=latent.device, dtype=latent.dtype)
