@@ -3,7 +3,8 @@
 Server time: `POST /api/generate` until `generation_complete` has reached every /ws subscriber (with 0
 subscribers: until the server published it, from the hooked server's stamps; same clock). Bare time: the same
 model, prompt, steps, guidance, size and seed through `pipeline(...)` in its own process with
-`torch.set_num_threads(1)` (the server runs with `AI_ARTIST_MODEL__CPU_THREADS=1`). Bare and server runs
+`torch.set_num_threads(1)` (the server runs with `AI_ARTIST_MODEL__CPU_THREADS=1`) and the server's CPU settings
+(`app/cpu_speed.py`). Bare and server runs
 are interleaved and each server run is divided by the bare run just before it; the median ratio is
 reported.
 
@@ -68,20 +69,23 @@ def bare_worker(model: str) -> None:
     import torch
     from diffusers import AutoPipelineForText2Image
 
+    from app.cpu_speed import cpu_inference, onednn_pays_off
+
     torch.set_num_threads(1)
     pipeline = AutoPipelineForText2Image.from_pretrained(model, dtype=torch.float32).to("cpu")
     pipeline.set_progress_bar_config(disable=True)
     denoiser = getattr(pipeline, "unet", None) or getattr(pipeline, "transformer", None)
     side = denoiser.config.sample_size * pipeline.vae_scale_factor
     print("ready", flush=True)
-    for line in sys.stdin:
-        job = json.loads(line)
-        began = time.perf_counter()
-        pipeline(
-            prompt=[PROMPT], negative_prompt=None, num_inference_steps=job["steps"], guidance_scale=7.5,
-            width=side, height=side, generator=[torch.Generator("cpu").manual_seed(job["seed"])],
-        )
-        print(time.perf_counter() - began, flush=True)
+    with cpu_inference(onednn_pays_off(pipeline)):  # the server's own CPU settings: the same physics
+        for line in sys.stdin:
+            job = json.loads(line)
+            began = time.perf_counter()
+            pipeline(
+                prompt=[PROMPT], negative_prompt=None, num_inference_steps=job["steps"], guidance_scale=7.5,
+                width=side, height=side, generator=[torch.Generator("cpu").manual_seed(job["seed"])],
+            )
+            print(time.perf_counter() - began, flush=True)
 
 
 async def through_server(server: Server, clients: list, steps: int, seed: int, previews: bool) -> tuple[float, int]:
