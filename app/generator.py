@@ -25,6 +25,7 @@ from PIL import Image
 
 from .cpu_speed import cpu_inference, onednn_pays_off
 from .events import EventBus, bus as default_bus
+from .failures import is_out_of_memory, release_memory
 from .model_loading import (  # noqa: F401  (SINGLE_FILE_SUFFIXES and ModelUnavailable: re-exported)
     SINGLE_FILE_SUFFIXES,
     ModelSource,
@@ -330,18 +331,27 @@ class ArtworkGenerator:
                 pipe._interrupt = True
             return tensors
 
-        with self._lock, cpu_inference(self._use_onednn) if self.device == "cpu" else nullcontext():
-            self.pipeline.scheduler = fresh_scheduler
-            output = self.pipeline(
-                prompt=[prompt] * num_images,
-                negative_prompt=[negative_prompt] * num_images if negative_prompt else None,
-                num_inference_steps=num_inference_steps,
-                guidance_scale=guidance_scale,
-                width=width,
-                height=height,
-                generator=generators,
-                callback_on_step_end=callback,
-            )
+        out_of_memory: BaseException | None = None
+        try:
+            with self._lock, cpu_inference(self._use_onednn) if self.device == "cpu" else nullcontext():
+                self.pipeline.scheduler = fresh_scheduler
+                output = self.pipeline(
+                    prompt=[prompt] * num_images,
+                    negative_prompt=[negative_prompt] * num_images if negative_prompt else None,
+                    num_inference_steps=num_inference_steps,
+                    guidance_scale=guidance_scale,
+                    width=width,
+                    height=height,
+                    generator=generators,
+                    callback_on_step_end=callback,
+                )
+        except Exception as error:
+            if not is_out_of_memory(error):
+                raise
+            out_of_memory = error.with_traceback(None)  # its frames hold the failed call's tensors
+        if out_of_memory is not None:
+            release_memory()
+            raise out_of_memory
         if should_stop is not None and should_stop():
             raise GenerationCancelled("cancelled")
         return list(output.images)
@@ -355,19 +365,3 @@ class ArtworkGenerator:
             )
 
         return publish
-
-
-OUT_OF_MEMORY_SIGNS = ("out of memory", "can't allocate memory", "not enough memory", "cannot allocate memory")
-
-
-def describe_failure(error: BaseException) -> str:
-    """A message an artist can act on, for any exception a generation raised."""
-    text = str(error) or type(error).__name__
-    if isinstance(error, MemoryError) or type(error).__name__ == "OutOfMemoryError" or any(
-        sign in text.lower() for sign in OUT_OF_MEMORY_SIGNS
-    ):
-        return (
-            "Out of memory: try fewer images per batch, a smaller width/height, or enable model CPU offload "
-            f"or attention slicing in config.yaml ({text.splitlines()[0]})"
-        )
-    return f"{type(error).__name__}: {text}"

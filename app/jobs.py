@@ -18,7 +18,8 @@ from typing import Any
 
 from .config import PreviewSettings
 from .events import EventBus
-from .generator import ArtworkGenerator, GenerationCancelled, describe_failure, random_seed
+from .failures import describe_failure
+from .generator import ArtworkGenerator, GenerationCancelled, random_seed
 from .image_files import image_url, save_png
 from .job_previews import JobPreviewer, PreviewStore
 from .protocol import (
