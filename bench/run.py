@@ -66,6 +66,16 @@ These notes explain the figures above; the figures themselves come only from the
   (app/previews.py), ~75 % of the import time under `python -X importtime`, before uvicorn binds its
   port. Recommended: import them inside the functions that need them, so the page is served while the
   model thread imports them.
+- **Tried later the same day (overhead bench alone, `python -m bench.run --only overhead`)**:
+  `sys.setswitchinterval(0.0002)` in the server left the 100-subscriber ratio where it was (1.243 against
+  1.229 with the default 5 ms interval, in two back-to-back runs whose pair ratios each spread from 0.86 to
+  1.6), so a shorter GIL hand-off does not remove the cost. In both runs the bare pipeline still ran with
+  PyTorch's default CPU settings while the server used the faster ones of app/cpu_speed.py, so both
+  ratios understate the overhead; the bare pipeline now uses the server's settings. A faster WebSocket
+  stack helps less than hoped: uvicorn's `websockets-sansio` protocol against NiceGUI's pinned `wsproto`,
+  measured in isolation (a Starlette app sending a 200-byte progress message 30 times to 100 local
+  clients), cost 40 against 54 µs of server CPU per message. The structural fix stays the pipeline in its
+  own process.
 - **Polling is expensive**: one `GET /api/jobs/{id}` costs a few ms of the loop (NiceGUI + FastAPI
   middleware stack); a client polling every 10 ms doubled a 4-step job's wall time. The 0-subscriber
   overhead row therefore takes the job's end from the server's own stamp instead of polling.
