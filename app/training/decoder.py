@@ -43,7 +43,7 @@ def finetune_decoder(config: TrainConfig, steps: int, batch: int = 8, peak_lr: f
         parameter.requires_grad_(True)
     optimizer = make_optimizer(parameters, peak_lr, 0.0, device)
     checkpoint_path = config.run_dir / "decoder_checkpoint.pt"
-    start = resume_model_checkpoint(checkpoint_path, vae, optimizer)
+    start = int(resume_model_checkpoint(checkpoint_path, vae, optimizer).get("step", 0))
     vae.to(device)
     log = LossLog(config.run_dir / "loss.csv")
     batches = load(SceneBatches(config.seed, DECODER_PHASE, start, steps, batch), config.data_workers, device)

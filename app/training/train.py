@@ -68,14 +68,14 @@ def cpu_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {name: tensor.detach().cpu() for name, tensor in module.state_dict().items()}
 
 
-def resume_model_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> int:
-    """Load a one-model phase's checkpoint ({model, optimizer, step}) if there is one; the step to go on from."""
+def resume_model_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict:
+    """Load a one-model phase's checkpoint ({model, optimizer, step, ...}) if there is one; its state, else {}."""
     if not path.exists():
-        return 0
+        return {}
     state = torch.load(path, weights_only=False, map_location="cpu")
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
-    return int(state["step"])
+    return state
 
 
 def cosine_lr(step: int, total: int, warmup: int, peak: float) -> float:
@@ -170,8 +170,8 @@ def train_vae(config: TrainConfig, log: LossLog) -> AutoencoderKL:
     vae = make_vae(SIZES[config.size])
     optimizer = make_optimizer(list(vae.parameters()), config.vae_lr, 0.0, device)
     checkpoint_path = config.run_dir / "vae_checkpoint.pt"
-    start = resume_model_checkpoint(checkpoint_path, vae, optimizer)
-    state = torch.load(checkpoint_path, weights_only=False, map_location="cpu") if start else {}
+    state = resume_model_checkpoint(checkpoint_path, vae, optimizer)
+    start = int(state.get("step", 0))
     vae.to(device).train()
     crop = config.vae_crop or None
     total = state.get("total_steps", config.vae_steps)
