@@ -11,24 +11,18 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from diffusers import AutoencoderKL
 from tqdm import tqdm
 
 from .batches import DECODER_PHASE, SceneBatches, load
-from .train import (LossLog, TrainConfig, cosine_lr, cpu_state, images_to_device, make_optimizer, resume_model_checkpoint,
-                    save_atomically, set_lr)
+from .train import (LossLog, TrainConfig, cosine_lr, cpu_state, images_to_device, make_optimizer, reconstruction_loss,
+                    resume_model_checkpoint, save_atomically, set_lr)
 
 TUNED_VAE_DIR = "vae_decoder_tuned"
 
 
 def decoder_parameters(vae: AutoencoderKL) -> list[torch.nn.Parameter]:
     return [*vae.post_quant_conv.parameters(), *vae.decoder.parameters()]
-
-
-def reconstruction_loss(reconstruction: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
-    colour_loss = F.l1_loss(F.avg_pool2d(reconstruction, 8), F.avg_pool2d(images, 8))
-    return F.l1_loss(reconstruction, images) + F.mse_loss(reconstruction, images) + 2.0 * colour_loss
 
 
 def finetune_decoder(config: TrainConfig, steps: int, batch: int = 8, peak_lr: float = 3e-4) -> Path:

@@ -145,13 +145,17 @@ class LossLog:
         return self.last_loss
 
 
+def reconstruction_loss(reconstruction: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+    """L1 + MSE + L1 of 8x8-pooled colours (flat colours first)."""
+    colour_loss = F.l1_loss(F.avg_pool2d(reconstruction, 8), F.avg_pool2d(images, 8))
+    return F.l1_loss(reconstruction, images) + F.mse_loss(reconstruction, images) + 2.0 * colour_loss
+
+
 def vae_loss(vae: AutoencoderKL, images: torch.Tensor) -> torch.Tensor:
-    """Reconstruction (L1 + MSE + L1 of 8x8-pooled colours) with a small KL term, decoding the posterior mean."""
+    """Reconstruction with a small KL term, decoding the posterior mean."""
     posterior = vae.encode(images).latent_dist
     reconstruction = vae.decode(posterior.mode()).sample
-    colour_loss = F.l1_loss(F.avg_pool2d(reconstruction, 8), F.avg_pool2d(images, 8))  # flat colours first
-    return (F.l1_loss(reconstruction, images) + F.mse_loss(reconstruction, images) + 2.0 * colour_loss
-            + 1e-6 * posterior.kl().mean())
+    return reconstruction_loss(reconstruction, images) + 1e-6 * posterior.kl().mean()
 
 
 def train_vae(config: TrainConfig, log: LossLog) -> AutoencoderKL:
