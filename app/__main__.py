@@ -37,5 +37,5 @@ def main(argv: list[str] | None = None) -> None:
     run(settings)
 
 
-if __name__ in {"__main__", "__mp_main__"}:
+if __name__ == "__main__":  # not "__mp_main__": the generation process must not run the app
     main()

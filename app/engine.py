@@ -12,10 +12,12 @@ from pathlib import Path
 
 from .config import Settings
 from .events import EventBus
-from .generator import ArtworkGenerator, ModelOptions, SizeLimits
+from .generator import ModelOptions, SizeLimits
 from .job_previews import PreviewStore
 from .jobs import JobQueue, JobWorker, QueueFull
 from .model_loading import ModelUnavailable, known_local_models, model_events, resolve_source
+from .pipeline_client import ModelLoadFailed, PipelineProcess
+from .pipeline_messages import DownloadProgress, ModelSpec
 from .protocol import (
     TERMINAL_STATUSES,
     GenerateRequest,
@@ -65,7 +67,7 @@ class ModelBusy(Exception):
 
 @dataclass
 class ModelSlot:
-    generator: ArtworkGenerator
+    pipeline: PipelineProcess
     state: ModelState = "loading"
     error: str | None = None
     epoch: int = 0  # grows with every switch; a job runs only on the model it was queued for
@@ -82,7 +84,7 @@ class Engine:
         self.events.set_seq_store(self.store)
         self.queue = JobQueue(settings.queue.max_pending)
         self.previews = PreviewStore()
-        self.model = ModelSlot(self._new_generator(settings.model.base_model))
+        self.model = ModelSlot(self._new_pipeline(settings.model.base_model))
         self._job_epochs: dict[str, int] = {}  # jobs submitted in this process -> model epoch
         self._model_settled: asyncio.Event | None = None
         self.worker: JobWorker | None = None
@@ -98,7 +100,7 @@ class Engine:
             self.store,
             self.events,
             self.queue,
-            generator=lambda: self.model.generator,
+            pipeline=lambda: self.model.pipeline,
             images_dir=self.images_dir,
             wait_for_model=self._wait_for_model,
             previews=self.settings.previews,
@@ -114,24 +116,25 @@ class Engine:
         interrupted = self.worker.running_id if self.worker is not None else None
         for task in self._tasks:
             task.cancel()
-        if self.worker is not None:
-            await self.worker.close()
+        await self.model.pipeline.close()
         if interrupted is not None:
             self.store.requeue(interrupted, refund_attempt=True)
         self.store.close()
 
-    def _new_generator(self, model_id: str) -> ArtworkGenerator:
+    def _new_pipeline(self, model_id: str) -> PipelineProcess:
         options = self.settings.model
         single_file_config = options.single_file_config
+        log_file = self.data_dir / "logs" / "ai-artist.log"
 
-        def download_progress(done: int, total: int | None) -> None:
-            model_events.publish_threadsafe(ModelLoading(model=model_id, downloaded_bytes=done, total_bytes=total))
+        def download_progress(message: DownloadProgress) -> None:
+            model_events.publish_threadsafe(
+                ModelLoading(model=model_id, downloaded_bytes=message.downloaded_bytes, total_bytes=message.total_bytes)
+            )
 
-        return ArtworkGenerator(
+        spec = ModelSpec(
             model_id,
             device=options.device,
             dtype=options.dtype,
-            events=self.events,
             cpu_threads=options.cpu_threads,
             options=ModelOptions(
                 attention_slicing=options.attention_slicing,
@@ -140,20 +143,29 @@ class Engine:
                 compile=options.compile,
                 single_file_config=str(single_file_config) if single_file_config else None,
             ),
-            download_progress=download_progress,
+            log_file=str(log_file) if log_file.parent.is_dir() else None,
         )
+        return PipelineProcess(spec, on_download=download_progress, on_exit=self._pipeline_exited)
 
-    async def _load_model(self) -> None:
+    def _pipeline_exited(self, pipeline: PipelineProcess) -> None:
+        if pipeline is self.model.pipeline and self.model.state == "ready":
+            self._reload_after_crash()
+
+    async def _load_model(self, previous: PipelineProcess | None = None) -> None:
+        """Load the current slot's model in a new generation process (after closing `previous`'s)."""
         assert self._model_settled is not None
         slot = self.model
         if self.worker is not None:
             await self.worker.not_running.wait()  # a job started on the old model finishes on it first
+        if previous is not None:
+            await previous.close()  # its memory goes back before the next model takes its own
         try:
-            await asyncio.to_thread(slot.generator.load_model)
+            await slot.pipeline.load()
+        except ModelLoadFailed as error:
+            slot.state, slot.error = "error", str(error)
         except Exception as error:
-            log.exception("loading %s failed", slot.generator.model_id)
-            slot.state = "error"
-            slot.error = str(error) if isinstance(error, ModelUnavailable) else f"{type(error).__name__}: {error}"
+            log.exception("loading %s failed", slot.pipeline.model_id)
+            slot.state, slot.error = "error", f"{type(error).__name__}: {error}"
         else:
             slot.state = "ready"
         if slot is self.model:
@@ -169,28 +181,28 @@ class Engine:
         """
         if self.model.state == "loading":
             raise ModelBusy(
-                f"model {self.model.generator.model_id!r} is still loading; wait until GET /api/health "
+                f"model {self.model.pipeline.model_id!r} is still loading; wait until GET /api/health "
                 "shows ready or error, then switch"
             )
         options = self.settings.model
         source = resolve_source(reference, options.single_file_config)  # ModelUnavailable names what is missing
-        previous = self.model.generator.model_name
-        generator = self._new_generator(source.location)
+        previous = self.model.pipeline
+        pipeline = self._new_pipeline(source.location)
         failed = []
         for session_id in self.queue.waiting():
             if self.queue.remove(session_id):
                 self._fail_job(
                     session_id,
-                    f"the server switched from model {previous!r} to {generator.model_name!r} before this job "
-                    f"started; submit it again to run it on {generator.model_name!r}",
+                    f"the server switched from model {previous.model_name!r} to {pipeline.model_name!r} before "
+                    f"this job started; submit it again to run it on {pipeline.model_name!r}",
                 )
                 failed.append(session_id)
-        self.model = ModelSlot(generator, "loading", epoch=self.model.epoch + 1)
+        self.model = ModelSlot(pipeline, "loading", epoch=self.model.epoch + 1)
         assert self._model_settled is not None, "the engine is not started"
         self._model_settled.clear()
-        self._tasks.append(asyncio.get_running_loop().create_task(self._load_model()))
-        log.info("switching model %s -> %s; failed %d waiting jobs", previous, generator.model_id, len(failed))
-        return ModelSwitchResponse(model=generator.model_id, state="loading", failed_jobs=failed)
+        self._tasks.append(asyncio.get_running_loop().create_task(self._load_model(previous)))
+        log.info("switching model %s -> %s; failed %d waiting jobs", previous.model_id, pipeline.model_id, len(failed))
+        return ModelSwitchResponse(model=pipeline.model_id, state="loading", failed_jobs=failed)
 
     def _fail_job(self, session_id: str, message: str) -> None:
         self.store.finish(session_id, "failed", error=message)
@@ -203,24 +215,37 @@ class Engine:
         if epoch == self.model.epoch:
             return None
         return (
-            f"the server switched to model {self.model.generator.model_name!r} after this job was queued for "
+            f"the server switched to model {self.model.pipeline.model_name!r} after this job was queued for "
             f"{record.model!r}; submit it again"
         )
 
     def models(self) -> ModelList:
         roots = [Path(__file__).resolve().parent.parent / "assets" / "models", self.data_dir / "models"]
         known = known_local_models(*roots)
-        current = self.model.generator.model_id
+        current = self.model.pipeline.model_id
         if current not in {item.model for item in known}:
             path = Path(current)
             kind = "hub" if not path.exists() else ("folder" if path.is_dir() else "single_file")
-            known.insert(0, KnownModel(model=current, name=self.model.generator.model_name, kind=kind))
+            known.insert(0, KnownModel(model=current, name=self.model.pipeline.model_name, kind=kind))
         return ModelList(current=self.health().model, models=known)
 
     async def _wait_for_model(self) -> str | None:
         assert self._model_settled is not None
         await self._model_settled.wait()
+        if self.model.state == "ready" and not self.model.pipeline.alive:
+            self._reload_after_crash()
+            await self._model_settled.wait()
         return self.model.error if self.model.state == "error" else None
+
+    def _reload_after_crash(self) -> None:
+        """The generation process died (its job already failed with the reason): start a new one on the
+        same model; waiting jobs keep their places."""
+        assert self._model_settled is not None
+        crashed = self.model.pipeline
+        log.warning("generation process %s; starting a new one for %s", crashed.exit_reason, crashed.model_id)
+        self.model = ModelSlot(self._new_pipeline(crashed.model_id), "loading", epoch=self.model.epoch)
+        self._model_settled.clear()
+        self._tasks.append(asyncio.get_running_loop().create_task(self._load_model(crashed)))
 
     def _recover_unfinished_jobs(self) -> None:
         """After a restart or crash: queued jobs stay queued; an interrupted one runs again, once."""
@@ -241,7 +266,7 @@ class Engine:
 
     @property
     def size_limits(self) -> SizeLimits:
-        return self.model.generator.size_limits
+        return self.model.pipeline.size_limits
 
     def submit(self, request: GenerateRequest) -> tuple[str, int]:
         problems = self.size_limits.problems(
@@ -249,7 +274,7 @@ class Engine:
         )
         if request.scheduler is not None:
             name = request.scheduler.strip().lower()
-            allowed = self.model.generator.supported_schedulers()
+            allowed = self.model.pipeline.supported_schedulers()
             if name in allowed:
                 request = request.model_copy(update={"scheduler": name})
             else:
@@ -257,7 +282,7 @@ class Engine:
                     (
                         "scheduler",
                         f"scheduler {request.scheduler!r} is not available for model "
-                        f"{self.model.generator.model_name!r}; allowed: {', '.join(allowed)}",
+                        f"{self.model.pipeline.model_name!r}; allowed: {', '.join(allowed)}",
                     )
                 )
         if problems:
@@ -265,7 +290,7 @@ class Engine:
         if len(self.queue) >= self.queue.max_pending:
             raise QueueFull(f"the queue is full ({self.queue.max_pending} jobs waiting); try again later")
         session_id = str(uuid.uuid4())
-        self.store.create_job(session_id, request, self.model.generator.model_name)
+        self.store.create_job(session_id, request, self.model.pipeline.model_name)
         self._job_epochs[session_id] = self.model.epoch
         position = self.queue.put(session_id)
         self.events.publish(GenerationQueued(session_id=session_id, position=position))
@@ -349,15 +374,16 @@ class Engine:
 
     def health(self) -> Health:
         running = 1 if self.worker is not None and self.worker.running_id else 0
-        generator = self.model.generator
+        pipeline = self.model.pipeline
         return Health(
             model=ModelHealth(
-                id=generator.model_id,
+                id=pipeline.model_id,
                 state=self.model.state,
-                device=generator.device,
+                device=pipeline.device,
                 error=self.model.error,
-                family=generator.family,
-                schedulers=list(generator.supported_schedulers()),
+                family=pipeline.family,
+                schedulers=list(pipeline.supported_schedulers()),
+                process_id=pipeline.process_id,
             ),
             queue=QueueHealth(pending=len(self.queue), running=running),
         )

@@ -3,8 +3,9 @@
 Every message about a session gets the next `seq` of that session. The bus keeps, per session, the
 messages a late or reconnecting subscriber needs (queued, started, the latest progress and preview,
 the terminal message) so `replay(session_id, after_seq)` can bring it up to date. Listeners run on the
-event loop; the worker thread publishes with `publish_threadsafe`, which hops onto the loop with
-`loop.call_soon_threadsafe`.
+event loop; the job worker publishes there too, as the generation process's messages arrive. Code on
+other threads (an `ArtworkGenerator` used as a library with a `session_id`) publishes with
+`publish_threadsafe`, which hops onto the loop with `loop.call_soon_threadsafe`.
 """
 from __future__ import annotations
 

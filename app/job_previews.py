@@ -1,6 +1,6 @@
-"""Live previews of running jobs: rendered in the generation thread from the step callback, throttled,
-kept in memory (the latest JPEG per running job, served at `GET /api/jobs/{id}/preview.jpg`) and
-published as `generation_preview`.
+"""Live previews of running jobs: rendered in the generation process from the step callback, throttled
+(`PreviewRenderer`); kept in the server's memory (`PreviewStore`: the latest JPEG per running job,
+served at `GET /api/jobs/{id}/preview.jpg`) and published as `generation_preview`.
 """
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,7 +33,7 @@ class StoredPreview:
 
 
 class PreviewStore:
-    """The latest preview JPEG of each running job; written by the generation thread, read on the loop.
+    """The latest preview JPEG of each running job (written and read on the event loop).
 
     A finished job's last preview stays servable among the `keep_finished` most recent, so a page that
     asks for it just as the job ends still gets an image rather than a 404.
@@ -64,58 +63,49 @@ class PreviewStore:
                     self._finished.popitem(last=False)
 
 
-class JobPreviewer:
-    """Turns one job's step callbacks into throttled previews of its first image."""
+@dataclass(frozen=True)
+class RenderedPreview:
+    jpeg: bytes
+    width: int
+    height: int
+    seconds: float  # time spent rendering it
 
-    def __init__(
-        self,
-        settings: PreviewSettings,
-        generator: Any,
-        store: PreviewStore,
-        session_id: str,
-        width: int,
-        height: int,
-        publish: Callable[[GenerationPreview], None],
-    ) -> None:
+
+class PreviewRenderer:
+    """Turns one job's step callbacks into throttled preview JPEGs of its first image (in the generation
+    process, where the latents are)."""
+
+    def __init__(self, settings: PreviewSettings, generator: Any, width: int, height: int) -> None:
         self.settings = settings
         self.generator = generator
-        self.store = store
-        self.session_id = session_id
         self.width, self.height = width, height
-        self.publish = publish
         self.enabled = settings.enabled
         self.throttle = PreviewThrottle(settings.every_n_steps, settings.min_interval_ms)
-        self.seconds: list[float] = []  # time spent per rendered preview
 
-    def on_step(self, step: int, _total: int, latents: Any) -> None:
-        """Called in the generation thread after each step (1-based)."""
+    def on_step(self, step: int, latents: Any) -> RenderedPreview | None:
+        """Called after each step (1-based); a preview when this step gets one."""
         if not self.enabled or latents is None or not self.throttle.should_render(step - 1):
-            return
+            return None
         started = time.perf_counter()
         try:
             decoder = self.generator.preview_decoder(self.settings.taesd_dir)
             image = decoder.preview(latents, pipe=self.generator.pipeline, height=self.height, width=self.width)
             jpeg = encode_jpeg(image, max_side=self.settings.max_side)
+            with Image.open(io.BytesIO(jpeg)) as shown:
+                width, height = shown.size
         except Exception:  # a preview must never fail the job
-            log.exception("preview of %s failed; no more previews for this job", self.session_id)
+            log.exception("preview failed; no more previews for this job")
             self.enabled = False
-            return
-        self.store.put(self.session_id, jpeg, step)
-        self.seconds.append(time.perf_counter() - started)
-        with Image.open(io.BytesIO(jpeg)) as shown:
-            width, height = shown.size
-        self.publish(
-            GenerationPreview(
-                session_id=self.session_id,
-                step=step,
-                image=to_data_url(jpeg),
-                image_url=preview_url(self.session_id, step),
-                width=width,
-                height=height,
-            )
-        )
+            return None
+        return RenderedPreview(jpeg, width, height, time.perf_counter() - started)
 
-    def summary(self) -> str:
-        if not self.seconds:
-            return "no previews"
-        return f"{len(self.seconds)} previews, {1000 * sum(self.seconds) / len(self.seconds):.1f} ms each"
+
+def preview_event(session_id: str, step: int, jpeg: bytes, width: int, height: int) -> GenerationPreview:
+    return GenerationPreview(
+        session_id=session_id,
+        step=step,
+        image=to_data_url(jpeg),
+        image_url=preview_url(session_id, step),
+        width=width,
+        height=height,
+    )

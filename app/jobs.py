@@ -1,38 +1,35 @@
-"""The job queue and the worker that runs one generation at a time on the model's device.
+"""The job queue and the worker that runs one generation at a time on the model.
 
 The queue holds session ids in FIFO order (the store holds the jobs themselves). The worker is an
-asyncio task that hands each job to a single dedicated thread, so the pipeline always runs on the same
-thread and the event loop never blocks; step callbacks cross back with `bus.publish_threadsafe`.
+asyncio task that sends each job to the generation process (app/pipeline_client.py) and turns what the
+process reports (steps, previews, the outcome) into store updates and events, on the event loop.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 from .config import PreviewSettings
 from .events import EventBus
-from .failures import describe_failure
-from .generator import ArtworkGenerator, GenerationCancelled, random_seed
-from .image_files import image_url, save_png
-from .job_previews import JobPreviewer, PreviewStore
+from .generator import random_seed
+from .image_files import image_url
+from .job_previews import PreviewStore, preview_event
+from .pipeline_client import PipelineProcess, PipelineStopped
+from .pipeline_messages import JobCancelled, JobFailed, JobSpec, PreviewReady, StepDone
 from .protocol import (
     GenerationCancelled as CancelledEvent,
     GenerationComplete,
     GenerationError,
-    GenerationMetadata,
     GenerationProgress,
     GenerationQueued,
     GenerationStarted,
     progress_text,
 )
-from .store import JobRecord, Store, utcnow
+from .store import JobRecord, Store
 
 log = logging.getLogger(__name__)
 
@@ -97,12 +94,15 @@ class StepClock:
 
 
 class JobWorker:
+    """Takes jobs from the queue one at a time and runs each on the generation process; everything it
+    does (store, events, previews) happens on the event loop as the process's messages arrive."""
+
     def __init__(
         self,
         store: Store,
         events: EventBus,
         queue: JobQueue,
-        generator: Callable[[], ArtworkGenerator],
+        pipeline: Callable[[], PipelineProcess],
         images_dir: Path,
         wait_for_model: Callable[[], Awaitable[str | None]],
         previews: PreviewSettings | None = None,
@@ -112,34 +112,21 @@ class JobWorker:
         self.store = store
         self.events = events
         self.queue = queue
-        self.generator = generator
+        self.pipeline = pipeline
         self.images_dir = images_dir
         self.wait_for_model = wait_for_model
         self.previews = previews or PreviewSettings(enabled=False)
         self.preview_store = preview_store or PreviewStore()
         self.job_blocker = job_blocker  # a reason the job cannot run on the current model, or None
         self.running_id: str | None = None
+        self._running_on: PipelineProcess | None = None  # after a model switch, not the current one
         self.not_running = asyncio.Event()
         self.not_running.set()
-        self._cancel_flags: dict[str, threading.Event] = {}
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="generation")
         self.idle = asyncio.Event()
 
-    async def close(self, timeout: float = 10) -> None:
-        """Stop the running generation at its next step and wait (a while) for the thread to let go."""
-        for flag in self._cancel_flags.values():
-            flag.set()
-        try:
-            await asyncio.wait_for(asyncio.to_thread(self._thread.shutdown, True, cancel_futures=True), timeout)
-        except TimeoutError:
-            log.warning("the generation thread did not stop within %.0f s", timeout)
-
     def cancel_running(self, session_id: str) -> bool:
-        flag = self._cancel_flags.get(session_id)
-        if flag is None:
-            return False
-        flag.set()
-        return True
+        running_on = self._running_on
+        return self.running_id == session_id and running_on is not None and running_on.cancel(session_id)
 
     async def run_forever(self) -> None:
         while True:
@@ -175,97 +162,79 @@ class JobWorker:
         for position, waiting_id in enumerate(self.queue.waiting(), start=1):
             self.events.publish(GenerationQueued(session_id=waiting_id, position=position))
 
-    async def _run(self, record: JobRecord) -> None:
-        loop = asyncio.get_running_loop()
+    def _job_spec(self, record: JobRecord, pipeline: PipelineProcess) -> JobSpec:
         request = record.request
-        generator = self.generator()
-        seed = request.seed if request.seed is not None else random_seed()
-        width = request.width or generator.size_limits.default_width
-        height = request.height or generator.size_limits.default_height
-        total = request.num_inference_steps
-        cancel = self._cancel_flags[record.id] = threading.Event()
-        self.running_id = record.id
-        self.not_running.clear()
-        self.store.mark_running(record.id, seed, total)
-        self.events.publish(GenerationStarted(session_id=record.id, total_steps=total, model=generator.model_name))
-        clock = StepClock()
-        previewer = JobPreviewer(
-            self.previews, generator, self.preview_store, record.id, width, height, self.events.publish_threadsafe
+        return JobSpec(
+            session_id=record.id,
+            prompt=request.prompt,
+            negative_prompt=request.negative_prompt,
+            num_inference_steps=request.num_inference_steps,
+            guidance_scale=request.guidance_scale,
+            num_images=request.num_images,
+            seed=request.seed if request.seed is not None else random_seed(),
+            width=request.width or pipeline.size_limits.default_width,
+            height=request.height or pipeline.size_limits.default_height,
+            scheduler=request.scheduler,
+            previews=self.previews,
+            images_dir=str(self.images_dir),
         )
 
-        def on_step(step: int, total_steps: int, latents: Any) -> None:
-            self.store.update_step(record.id, step)
-            self.events.publish_threadsafe(
+    async def _run(self, record: JobRecord) -> None:
+        pipeline = self.pipeline()
+        job = self._job_spec(record, pipeline)
+        self.running_id, self._running_on = record.id, pipeline
+        self.not_running.clear()
+        self.store.mark_running(record.id, job.seed, job.num_inference_steps)
+        self.events.publish(
+            GenerationStarted(session_id=record.id, total_steps=job.num_inference_steps, model=pipeline.model_name)
+        )
+        clock = StepClock()
+
+        def on_step(message: StepDone) -> None:
+            self.store.update_step(record.id, message.step)
+            self.events.publish(
                 GenerationProgress(
                     session_id=record.id,
-                    step=step,
-                    total_steps=total_steps,
-                    message=progress_text(step, total_steps),
-                    eta_seconds=clock.eta(step, total_steps),
+                    step=message.step,
+                    total_steps=message.total_steps,
+                    message=progress_text(message.step, message.total_steps),
+                    eta_seconds=clock.eta(message.step, message.total_steps),
                 )
             )
-            previewer.on_step(step, total_steps, latents)
 
-        def generate_and_save() -> tuple[list[str], GenerationMetadata]:
-            images = generator.generate(
-                prompt=request.prompt,
-                negative_prompt=request.negative_prompt,
-                num_inference_steps=total,
-                guidance_scale=request.guidance_scale,
-                num_images=request.num_images,
-                seed=seed,
-                width=width,
-                height=height,
-                scheduler=request.scheduler,
-                on_step=on_step,
-                should_stop=cancel.is_set,
-            )
-            metadata = GenerationMetadata(
-                prompt=request.prompt,
-                negative_prompt=request.negative_prompt,
-                seed=seed,
-                num_inference_steps=total,
-                guidance_scale=request.guidance_scale,
-                model=generator.model_name,
-                width=images[0].width,
-                height=images[0].height,
-                scheduler=request.scheduler or "default",
-                created_at=utcnow(),
-                duration_seconds=round(time.perf_counter() - clock.started, 3),
-            )
-            stamp = metadata.created_at.strftime("%Y%m%d-%H%M%S")
-            names = [f"{stamp}-{record.id[:8]}-{index}.png" for index in range(len(images))]
-            for name, image in zip(names, images):
-                save_png(image, self.images_dir / name, metadata)
-            return names, metadata
+        def on_preview(message: PreviewReady) -> None:
+            self.preview_store.put(record.id, message.jpeg, message.step)
+            self.events.publish(preview_event(record.id, message.step, message.jpeg, message.width, message.height))
 
-        running = loop.run_in_executor(self._thread, generate_and_save)
+        running = asyncio.ensure_future(pipeline.run(job, on_step, on_preview))
         self.announce_positions()  # the waiting jobs moved up; told while the generation already runs
         try:
-            names, metadata = await running
-        except GenerationCancelled:
+            outcome = await running
+        except PipelineStopped as error:
+            self._fail(record, f"{error}; the model is being loaded again, the next job will run on it")
+            return
+        finally:
+            self.preview_store.retire(record.id)
+            self.running_id, self._running_on = None, None
+            self.not_running.set()
+        if isinstance(outcome, JobCancelled):
             self.store.finish(record.id, "cancelled", error="cancelled by request")
             self.events.publish(CancelledEvent(session_id=record.id))
-        except Exception as error:  # the model's failure is the job's failure, not the worker's
-            log.warning("job %s failed: %r", record.id, error)
-            self._fail(record, describe_failure(error))
+        elif isinstance(outcome, JobFailed):
+            log.warning("job %s failed: %s", record.id, outcome.error)
+            self._fail(record, outcome.error)
         else:
-            self.store.add_to_gallery(record.id, names, metadata)
-            self.store.finish(record.id, "completed", image_names=names, metadata=metadata)
+            names = list(outcome.image_names)
+            self.store.add_to_gallery(record.id, names, outcome.metadata)
+            self.store.finish(record.id, "completed", image_names=names, metadata=outcome.metadata)
             self.events.publish(
                 GenerationComplete(
                     session_id=record.id,
                     image_paths=[str(self.images_dir / name) for name in names],
                     image_urls=[image_url(name) for name in names],
-                    metadata=metadata,
+                    metadata=outcome.metadata,
                 )
             )
-        finally:
-            log.info("job %s: %s", record.id, previewer.summary())
-            self.preview_store.retire(record.id)
-            self.running_id = None
-            self._cancel_flags.pop(record.id, None)
-            self.not_running.set()
 
     def _fail(self, record: JobRecord, message: str) -> None:
         self.store.finish(record.id, "failed", error=message)

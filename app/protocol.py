@@ -126,6 +126,9 @@ class ModelHealth(BaseModel):
     error: str | None = None
     family: str | None = Field(None, description="sd, sdxl, sd3 or flux once known.")
     schedulers: list[str] = Field(default_factory=list, description="Scheduler names this model accepts.")
+    process_id: int | None = Field(
+        None, description="Operating-system id of the generation process that holds the model (null while none runs)."
+    )
 
 
 class QueueHealth(BaseModel):

@@ -1,7 +1,7 @@
 """SQLite persistence of jobs and the gallery (WAL mode, one connection shared under a lock).
 
 The store is the truth about a job; the event bus only carries what changes. It is safe to call from
-the worker thread and the event loop.
+any thread (the event loop, FastAPI's thread pool, a library user's own threads).
 """
 from __future__ import annotations
 

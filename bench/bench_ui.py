@@ -286,5 +286,5 @@ def run_bench(args: argparse.Namespace) -> None:
     print(json.dumps({"model": previews["model"]["id"], "server_log": str(work / "server.log")}))
 
 
-if __name__ in {"__main__", "__mp_main__"}:
+if __name__ == "__main__":  # not "__mp_main__": the generation process must not run the app
     main()

@@ -6,8 +6,9 @@ the client adds as little as possible to what is measured. It can offer permessa
 browsers and the `websockets` library do (`deflate=True`).
 
 `python -m bench.common --hooked <app flags>` runs the real app (`app.__main__.main`) with bench-only
-hooks that record, per progress message, the `perf_counter` at which the diffusion callback fired,
-and, per job, when the pipeline was entered and left and when the terminal message was published;
+hooks that record, per progress message, the `perf_counter` at which the diffusion callback fired (in
+the generation process; its messages carry the time), and, per job, when the pipeline was entered and
+left and when the terminal message was published;
 `GET /bench/stamps` returns them. The protocol and the app's files are unchanged. On Linux
 `perf_counter` is CLOCK_MONOTONIC, one clock for every process of the machine.
 """
@@ -207,19 +208,27 @@ class Server:
         raise RuntimeError("no VmRSS")
 
     def cpu_wait_ms(self) -> dict[str, tuple[float, float]]:
-        """Per thread name: (ms on a CPU, ms runnable but waiting for a CPU) so far (/proc schedstat)."""
+        """Per thread: (ms on a CPU, ms runnable but waiting for a CPU) so far (/proc schedstat), for the
+        server's threads ("event loop" is its main thread) and the generation process's ("pipeline:"...;
+        "pipeline" is its main thread, the one that runs the pipeline)."""
         assert self.process is not None
         result: dict[str, tuple[float, float]] = {}
-        for task in Path(f"/proc/{self.process.pid}/task").iterdir():
-            try:
-                name = (task / "comm").read_text().strip()
-                ran, waited, _ = (task / "schedstat").read_text().split()
-            except (OSError, ValueError):
-                continue
-            if task.name == str(self.process.pid):
-                name = "event loop"
-            old = result.get(name, (0.0, 0.0))
-            result[name] = (old[0] + int(ran) / 1e6, old[1] + int(waited) / 1e6)
+        health = self.health() or {}
+        generation_pid = (health.get("model") or {}).get("process_id")
+        processes = [(self.process.pid, "event loop", "")]
+        if generation_pid:
+            processes.append((generation_pid, "pipeline", "pipeline: "))
+        for pid, main_name, prefix in processes:
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                try:
+                    name = prefix + (task / "comm").read_text().strip()
+                    ran, waited, _ = (task / "schedstat").read_text().split()
+                except (OSError, ValueError):
+                    continue
+                if task.name == str(pid):
+                    name = main_name
+                old = result.get(name, (0.0, 0.0))
+                result[name] = (old[0] + int(ran) / 1e6, old[1] + int(waited) / 1e6)
         return result
 
     def stamps(self) -> dict[str, Any]:
@@ -466,46 +475,30 @@ async def post_job(base_url: str, body: dict[str, Any]) -> str:
 
 
 def _hooked_main(argv: list[str]) -> None:
-    import threading
-
     from nicegui import app as web_app
 
-    from app import generator as generator_module
     from app.events import EventBus
+    from app.pipeline_client import PipelineProcess
+    from app.pipeline_messages import JobCancelled, JobFailed, JobFinished, StepDone
     from app.protocol import TERMINAL_EVENTS, GenerationProgress, GenerationStarted
 
-    local = threading.local()
-    callback_time: dict[int, float] = {}
+    callback_time: dict[tuple[str, int], float] = {}
     stamps: dict[str, list[Any]] = {"progress": [], "terminal": [], "generate": [], "started": []}
 
-    original_generate = generator_module.ArtworkGenerator.generate
+    original_dispatch = PipelineProcess._dispatch
 
-    def generate(self: Any, *args: Any, on_step: Any = None, **kwargs: Any) -> Any:
-        if on_step is not None:
-            inner = on_step
-
-            def on_step(step: int, total: int, latents: Any) -> None:
-                local.fired = time.perf_counter()
-                inner(step, total, latents)
-
-        entered = time.perf_counter()
-        try:
-            return original_generate(self, *args, on_step=on_step, **kwargs)
-        finally:
-            stamps["generate"].append([entered, time.perf_counter()])
-
-    original_threadsafe = EventBus.publish_threadsafe
-
-    def publish_threadsafe(self: EventBus, event: Any) -> None:
-        fired = getattr(local, "fired", None)
-        if fired is not None and isinstance(event, GenerationProgress):
-            callback_time[id(event)] = fired
-        original_threadsafe(self, event)
+    def dispatch(self: PipelineProcess, message: Any) -> None:
+        """Note when the generation process's callback fired and when its pipeline call ran."""
+        if isinstance(message, StepDone):
+            callback_time[(message.session_id, message.step)] = message.at
+        elif isinstance(message, (JobFinished, JobCancelled, JobFailed)):
+            stamps["generate"].append([message.entered_at, message.left_at])
+        original_dispatch(self, message)
 
     original_publish = EventBus.publish
 
     def publish(self: EventBus, event: Any) -> Any:
-        fired = callback_time.pop(id(event), None)
+        fired = callback_time.pop((event.session_id, event.step), None) if isinstance(event, GenerationProgress) else None
         published = time.perf_counter()
         result = original_publish(self, event)
         if fired is not None:
@@ -516,8 +509,7 @@ def _hooked_main(argv: list[str]) -> None:
             stamps["started"].append([event.session_id, published])
         return result
 
-    generator_module.ArtworkGenerator.generate = generate  # type: ignore[method-assign]
-    EventBus.publish_threadsafe = publish_threadsafe  # type: ignore[method-assign]
+    PipelineProcess._dispatch = dispatch  # type: ignore[method-assign]
     EventBus.publish = publish  # type: ignore[method-assign]
 
     @web_app.get("/bench/stamps", include_in_schema=False)

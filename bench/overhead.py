@@ -115,16 +115,14 @@ async def through_server(server: Server, clients: list, steps: int, seed: int, p
 
 
 def generation_blocked_ms(server: Server, before: dict[str, tuple[float, float]]) -> float:
-    """Of the last pipeline call's wall time, the part its threads were neither on a CPU nor waiting for
-    one (blocked: the GIL, a lock): wall - ran - waited over the server's threads other than the loop."""
+    """Of the last pipeline call's wall time, the part the thread running it was neither on a CPU nor
+    waiting for one (blocked: the GIL, a lock, a full pipe): wall - ran - waited of the generation
+    process's main thread."""
     after = server.cpu_wait_ms()
     entered, left = server.stamps()["generate"][-1]
-    ran = waited = 0.0
-    for name, (ran_after, waited_after) in after.items():
-        if name != "event loop":
-            ran += ran_after - before.get(name, (0.0, 0.0))[0]
-            waited += waited_after - before.get(name, (0.0, 0.0))[1]
-    return (left - entered) * 1000 - ran - waited
+    ran_after, waited_after = after["pipeline"]
+    ran_before, waited_before = before.get("pipeline", (0.0, 0.0))
+    return (left - entered) * 1000 - (ran_after - ran_before) - (waited_after - waited_before)
 
 
 def run(ctx: Context, server: Server) -> list[Row]:
@@ -199,9 +197,9 @@ def run(ctx: Context, server: Server) -> list[Row]:
                 "pair ratios " + ", ".join(f"{v:.3f}" for v in ratios[label]))
         if previews:
             note += f"; {previews_seen[label] / max(1, count * reps):.1f} previews per client per job"
-        rows.append(Row("overhead", f"{label}: generation thread blocked (GIL, locks) per job, median",
+        rows.append(Row("overhead", f"{label}: pipeline thread blocked (GIL, locks, pipe) per job, median",
                         round(median(blocked[label]), 1), "ms",
-                        note="pipeline wall − CPU time − CPU wait of the non-loop threads (/proc schedstat)"))
+                        note="pipeline wall − CPU time − CPU wait of the generation process's pipeline thread (/proc schedstat)"))
         rows.append(Row("overhead", name + " (median of pairs)", round(ratio, 3), "×", f"≤ {target:.2f}" if target else "",
                         (ratio <= target) if target else None, note))
     ctx.note("overhead", f"{steps} steps, guidance 7.5, model's native size, {reps} interleaved rounds; "

@@ -51,9 +51,9 @@ def run(ctx: Context, server: Server) -> list[Row]:
             round(max(gaps), 2), "ms", f"≤ {target:g} ms", max(gaps) <= target),
         Row("queue", "… of which complete published → next generation_started published, median / max",
             f"{median(to_started):.2f} / {max(to_started):.2f}", "ms", note="the worker loop on the event loop"),
-        Row("queue", "… of which generation_started published → pipeline entered in the generation thread, "
+        Row("queue", "… of which generation_started published → pipeline entered in the generation process, "
             "median / max", f"{median(to_thread):.2f} / {max(to_thread):.2f}", "ms",
-            note="hand-off to the generation thread"),
+            note="hand-off to the generation process over its pipe"),
         Row("queue", "model idle between jobs (pipeline left → next entered, incl. PNG + SQLite), median / max",
             f"{median(idle):.2f} / {max(idle):.2f}", "ms"),
     ]

@@ -1,5 +1,5 @@
 """Device and memory through a real server: the memory options load and generate, and a real
-out-of-memory (the server's address space capped with prlimit, so torch's allocator fails for a big
+out-of-memory (the generation process's address space capped with prlimit, so torch's allocator fails for a big
 batch) reaches the client as `generation_error` with advice, after which the next job runs.
 """
 from __future__ import annotations
@@ -61,7 +61,7 @@ async def test_out_of_memory_is_a_generation_error_with_advice_and_the_next_job_
         warm = await run_job(http, ws, num_inference_steps=2, seed=1)
         assert warm[-1]["type"] == "generation_complete", warm[-1]
 
-        pid = server.process.pid
+        pid = (await http.get("/api/health")).json()["model"]["process_id"]  # the generation process
         resource.prlimit(pid, resource.RLIMIT_AS, (address_space(pid) + HEADROOM, resource.RLIM_INFINITY))
         big = await run_job(http, ws, num_inference_steps=2, width=256, height=256, num_images=8)
         error = big[-1]

@@ -143,12 +143,17 @@ class GatedHub(FakeHub):
 def local_hub(second_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[GatedHub]:
     """huggingface_hub pointed at a gated fake hub serving `HUB_REPO`, with a fresh cache.
 
-    The process imported huggingface_hub long before this test, so its endpoint and cache settings are
-    set on the module (what HF_ENDPOINT / HF_HOME would have given at import), not in the environment.
+    This process imported huggingface_hub long before this test, so for the engine here the endpoint
+    and cache are set on the module (what HF_ENDPOINT / HF_HOME would have given at import); the
+    generation process that downloads the model reads them from the environment, set here as well.
     """
     from huggingface_hub import constants, hf_api
 
     with GatedHub({HUB_REPO: second_model}) as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
+        monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+        monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+        monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
         monkeypatch.setattr(constants, "ENDPOINT", hub.endpoint)
         monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", hub.endpoint + "/{repo_id}/resolve/{revision}/{filename}")
         monkeypatch.setattr(hf_api.api, "endpoint", hub.endpoint)
