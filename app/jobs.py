@@ -206,9 +206,9 @@ class JobWorker:
             self.preview_store.put(record.id, message.jpeg, message.step)
             self.events.publish(preview_event(record.id, message.step, message.jpeg, message.width, message.height))
 
-        running = asyncio.ensure_future(pipeline.run(job, on_step, on_preview))
-        self.announce_positions()  # the waiting jobs moved up; told while the generation already runs
         try:
+            running = pipeline.run(job, on_step, on_preview)
+            self.announce_positions()  # the waiting jobs moved up; told while the generation already runs
             outcome = await running
         except PipelineStopped as error:
             self._fail(record, f"{error}; the model is being loaded again, the next job will run on it")

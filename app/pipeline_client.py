@@ -90,6 +90,18 @@ def describe_exit(exit_code: int | None) -> str:
     return f"exited with status {exit_code}"
 
 
+def latest_progress_only(messages: list[Any]) -> list[Any]:
+    """`messages` in order, without any StepDone or PreviewReady that a later one of its job replaces."""
+    last: dict[tuple[type, str], int] = {}
+    for index, message in enumerate(messages):
+        if isinstance(message, (StepDone, PreviewReady)):
+            last[(type(message), message.session_id)] = index
+    return [
+        message for index, message in enumerate(messages)
+        if not isinstance(message, (StepDone, PreviewReady)) or last[(type(message), message.session_id)] == index
+    ]
+
+
 @dataclass
 class RunningJob:
     session_id: str
@@ -185,21 +197,25 @@ class PipelineProcess:
 
     # -- jobs -----------------------------------------------------------------------------------
 
-    async def run(
+    def run(
         self, job: JobSpec, on_step: Callable[[StepDone], None], on_preview: Callable[[PreviewReady], None]
-    ) -> JobOutcome:
-        """Run one job; the callbacks run on the event loop as its messages arrive."""
+    ) -> asyncio.Future[JobOutcome]:
+        """Send one job at once and return its outcome to await; the callbacks run on the event loop as
+        its messages arrive. Raises PipelineStopped when the process is gone."""
         if not self.alive or self._connection is None:
             raise PipelineStopped(f"the generation process {self.exit_reason or 'is not running'}")
         outcome: asyncio.Future[JobOutcome] = asyncio.get_running_loop().create_future()
-        self._job = RunningJob(job.session_id, on_step, on_preview, outcome)
+        running = self._job = RunningJob(job.session_id, on_step, on_preview, outcome)
+        outcome.add_done_callback(lambda _: self._forget(running))
         try:
-            try:
-                self._connection.send(RunJob(job))
-            except OSError as error:
-                raise PipelineStopped(f"the generation process is gone ({error})") from error
-            return await outcome
-        finally:
+            self._connection.send(RunJob(job))
+        except OSError as error:
+            self._job = None
+            raise PipelineStopped(f"the generation process is gone ({error})") from error
+        return outcome
+
+    def _forget(self, job: RunningJob) -> None:
+        if self._job is job:
             self._job = None
 
     def cancel(self, session_id: str) -> bool:
@@ -215,12 +231,18 @@ class PipelineProcess:
     # -- messages -------------------------------------------------------------------------------
 
     def _on_readable(self) -> None:
+        """Everything that arrived, with progress coalesced: when the loop fell behind the process (a
+        thousand subscribers on two cores), the steps it has not published yet are replaced by the
+        latest one, so it catches up at once instead of publishing a backlog."""
         connection = self._connection
         if connection is None:
             return
         try:
+            arrived = [connection.recv()]
             while connection.poll():
-                self._dispatch(connection.recv())
+                arrived.append(connection.recv())
+            for message in latest_progress_only(arrived):
+                self._dispatch(message)
         except (EOFError, OSError):
             self._stop_reading()
             self._gone = True
