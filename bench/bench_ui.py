@@ -45,18 +45,44 @@ class LoopProbe:
     def count(self, kind: str) -> None:
         self.events[kind] = self.events.get(kind, 0) + 1
 
+    def watch_gc(self) -> None:
+        """Record the longest garbage collection (a pause of the whole interpreter)."""
+        import gc
+
+        started = [0.0]
+
+        def on_gc(phase: str, info: dict) -> None:
+            if phase == "start":
+                started[0] = time.perf_counter()
+            else:
+                key = f"gc_gen{info['generation']}_max_ms"
+                self.timings[key] = max(self.timings.get(key, 0.0), (time.perf_counter() - started[0]) * 1000)
+
+        gc.callbacks.append(on_gc)
+
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
+        schedstat = Path("/proc/thread-self/schedstat")
         while True:
             started, cpu_started = loop.time(), time.thread_time()
+            waited_before = int(schedstat.read_text().split()[1]) if schedstat.exists() else 0
             await asyncio.sleep(PROBE_INTERVAL)
-            self.stalls_ms.append(max(0.0, (loop.time() - started - PROBE_INTERVAL) * 1000))
+            stall = max(0.0, (loop.time() - started - PROBE_INTERVAL) * 1000)
+            self.stalls_ms.append(stall)
             # CPU the loop's own thread burned meanwhile: the part of a stall that is the loop's work,
-            # as opposed to waiting for a core or for the GIL (held by the generation thread).
-            self.busy_ms.append((time.thread_time() - cpu_started) * 1000)
+            # as opposed to waiting for a core (runnable, not running) or being blocked (I/O, a lock).
+            busy = (time.thread_time() - cpu_started) * 1000
+            self.busy_ms.append(busy)
+            if schedstat.exists() and stall >= self.timings.get("longest_stall_ms", 0.0):
+                self.timings["longest_stall_ms"] = stall
+                waited = (int(schedstat.read_text().split()[1]) - waited_before) / 1e6
+                self.timings["longest_stall_cpu_ms"] = busy
+                self.timings["longest_stall_runqueue_ms"] = waited
+                self.timings["longest_stall_blocked_ms"] = stall + PROBE_INTERVAL * 1000 - busy - waited
 
     def report(self, reset: bool) -> dict[str, float | int]:
         samples = sorted(self.stalls_ms) or [0.0]
+        over_20 = sum(1 for stall in samples if stall > 20)
         busy = sorted(self.busy_ms) or [0.0]
         report = {
             "busy_max_ms": busy[-1],
@@ -64,6 +90,7 @@ class LoopProbe:
             "max_ms": samples[-1],
             "p99_ms": samples[min(len(samples) - 1, int(len(samples) * 0.99))],
             "samples": len(samples),
+            "stalls_over_20_ms": over_20,
             "previews": self.events.get("generation_preview", 0),
             "progress_events": self.events.get("generation_progress", 0),
             **{key: round(value, 2) for key, value in self.timings.items()},
@@ -76,7 +103,17 @@ class LoopProbe:
         return report
 
 
-def serve(port: int, data_dir: Path, model: str, switch_interval: float | None) -> None:
+def report_slow_callbacks(threshold_ms: float) -> None:
+    """asyncio's debug mode logs every callback or task step that ran longer than the threshold."""
+    import logging
+
+    loop = asyncio.get_running_loop()
+    loop.set_debug(True)
+    loop.slow_callback_duration = threshold_ms / 1000
+    logging.getLogger("asyncio").addHandler(logging.StreamHandler())
+
+
+def serve(port: int, data_dir: Path, model: str, switch_interval: float | None, slow_callback_ms: float | None) -> None:
     from nicegui import app as web_app
     from nicegui import background_tasks, ui
 
@@ -89,13 +126,16 @@ def serve(port: int, data_dir: Path, model: str, switch_interval: float | None) 
     settings.server.port, settings.storage.data_dir, settings.model.base_model = port, data_dir, model
     settings.previews.enabled = True
     probe = LoopProbe()
+    probe.watch_gc()
     instrument_live_jobs(probe)
     engine = build(settings)
     engine.events.add_global_listener(lambda event, _text: probe.count(event.type))
     web_app.on_startup(lambda: background_tasks.create(probe.run(), name="loop-probe"))
+    if slow_callback_ms:
+        web_app.on_startup(lambda: report_slow_callbacks(slow_callback_ms))
 
     @web_app.get("/bench/loop")
-    def loop_report(reset: bool = False) -> dict[str, float | int]:
+    async def loop_report(reset: bool = False) -> dict[str, float | int]:
         return probe.report(reset)
 
     ui.run(host="127.0.0.1", port=port, reload=False, show=False, show_welcome_message=False)
@@ -192,8 +232,7 @@ def measure(base_url: str, browser, tabs: int, steps: int) -> Measurement:
     session_id = httpx.post(
         base_url + "/api/generate", json={"prompt": prompt, "num_inference_steps": steps}
     ).json()["session_id"]
-    while httpx.get(f"{base_url}/api/jobs/{session_id}").json()["status"] not in ("completed", "failed", "cancelled"):
-        time.sleep(0.05)
+    wait_for_end(base_url, session_id)  # on /ws: polling the REST API would load the loop
     seconds = time.perf_counter() - started
     loop = httpx.get(base_url + "/bench/loop", params={"reset": True}).json()
     for page in pages:
@@ -202,6 +241,16 @@ def measure(base_url: str, browser, tabs: int, steps: int) -> Measurement:
     for page in pages:
         page.close()
     return Measurement(tabs, steps, seconds, loop, received if tabs else [], frames if tabs else [], sizes)
+
+
+def wait_for_end(base_url: str, session_id: str) -> None:
+    from websockets.sync.client import connect
+
+    with connect(base_url.replace("http", "ws", 1) + "/ws") as ws:
+        ws.send(json.dumps({"type": "subscribe", "session_id": session_id}))
+        for text in ws:
+            if json.loads(text).get("type") in ("generation_complete", "generation_error", "generation_cancelled"):
+                return
 
 
 def browser_executable(work: Path, nice: bool) -> str:
@@ -236,11 +285,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--nice-browser", action="store_true", help="run chromium at nice 19 (less CPU contention)")
     parser.add_argument("--switch-interval", type=float, default=None, help="sys.setswitchinterval in the server (GIL)")
+    parser.add_argument("--slow-callback-ms", type=float, default=None,
+                        help="log each event-loop callback that runs longer (asyncio debug mode: slows the loop)")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--data-dir", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve:
-        serve(args.port, args.data_dir, args.model, args.switch_interval)
+        serve(args.port, args.data_dir, args.model, args.switch_interval, args.slow_callback_ms)
         return
     run_bench(args)
 
@@ -264,6 +315,8 @@ def run_bench(args: argparse.Namespace) -> None:
     command = [sys.executable, __file__, "--serve", "--port", str(port), "--data-dir", str(work / "data"), "--model", model]
     if args.switch_interval:
         command += ["--switch-interval", str(args.switch_interval)]
+    if args.slow_callback_ms:
+        command += ["--slow-callback-ms", str(args.slow_callback_ms)]
     log = (work / "server.log").open("wb")
     server = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
@@ -283,6 +336,9 @@ def run_bench(args: argparse.Namespace) -> None:
     for result in results:
         timings = {key: value for key, value in result.loop.items() if key.startswith("ui_")}
         print(f"{result.tabs} tabs, time in LiveJobs per event (binding + page hooks):", json.dumps(timings))
+        pauses = {key: value for key, value in result.loop.items() if key.startswith(("gc_", "longest_", "stalls_", "samples"))}
+        print(f"{result.tabs} tabs, longest garbage collection per generation; the longest stall's parts:",
+              json.dumps(pauses))
     print(json.dumps({"model": previews["model"]["id"], "server_log": str(work / "server.log")}))
 
 
