@@ -21,61 +21,53 @@ from . import capacity, latency, overhead, queue_gap, slow_client, startup
 from .common import PROJECT_ROOT, WORK_ROOT, Context, Row, Server, default_model, machine, model_label, raise_open_files
 
 BENCHES = ["startup", "overhead", "latency", "queue_gap", "slow_client", "capacity"]
-FINDINGS = """## What the profiles found (py-spy, 2026-11-27, on this machine)
+FINDINGS = """## What the profiles found (py-spy, schedstat; 2026-11-27, on this machine)
 
 These notes explain the figures above; the figures themselves come only from the run.
 
-- **The machine is the first cause of the misses.** Two cores are shared with other work (model
-  training, test suites). The "event-loop thread on a CPU / waiting for one" rows come from the kernel's
-  schedstat for the server's loop thread during each measured job: a large "waiting" share means the
-  thread was runnable and no core was free. A `py-spy --gil` profile of a 100-subscriber job showed the
-  server's threads holding the GIL in only ~20 % of the samples; one step's fan-out stalled ~450 ms
-  before the loop even ran the publish. Latency and overhead figures swing by 2x between rounds (see
-  the pair ratios); the fastest-run ratio is the better estimate of the server's own cost.
-- **Overhead with 100 subscribers is GIL contention plus CPU.** The generation thread and the event
-  loop share one interpreter. The small default model keeps the pipeline thread Python-bound (small
-  tensors, many ops), so while the loop fans a step out to 100 sockets the pipeline waits for the GIL:
-  the "generation thread blocked" rows (schedstat: pipeline wall − CPU − CPU wait) grow from ~0 to
-  ~100+ ms per 30-step job, and the loop's extra CPU (~50 µs per message per subscriber in a
-  separate experiment) competes for the two cores. Meeting ≤ 1.05 here needs the fan-out off the
-  generation process's GIL: recommended, run the pipeline in a child process (app/jobs.py + app/generator.py:
-  a `multiprocessing` worker with the step callback sent over a pipe), or cut the per-message cost by a
-  faster WebSocket stack than NiceGUI's pinned wsproto.
+- **The pipeline runs in its own process (since 2026-11-27 evening), and that met the overhead targets.**
+  Before, the pipeline ran in a thread of the server: the small default model keeps it Python-bound,
+  so while the loop fanned a step out to 100 sockets the pipeline waited for the GIL. Measured then:
+  the generation thread blocked 267 ms per 30-step job at 100 subscribers (schedstat: wall − CPU −
+  CPU wait), overhead 1.22x (target 1.05), 1.25x with previews (target 1.10);
+  `sys.setswitchinterval(0.0002)` changed nothing (1.243 vs 1.229) and uvicorn's `websockets-sansio`
+  against NiceGUI's pinned `wsproto` saves only 40 vs 54 µs of server CPU per message. Now the model
+  lives in app/pipeline_process.py; the server reads its `StepDone` messages with `loop.add_reader`.
+  The "pipeline thread blocked" rows are ≈ 0 ms (within the clocks' resolution) at every subscriber
+  count, and the ratios left are CPU contention on two cores shared by the pipeline, the server's
+  loop and the bench's own clients.
+- **The trade: 1,000 subscribers now miss their latency target.** The thread design throttled the
+  pipeline to the speed of the fan-out; now the pipeline runs at full speed on one core and the loop
+  (≈ 50 µs of uvicorn + wsproto per message and subscriber) and the 1,000-client process share the
+  other, so the loop waits for a core ~25 % of the job and p99 latency is ≈ 130-160 ms (58 ms
+  before, target 100). The server never queues a backlog: when it falls behind, the steps waiting in
+  the pipe are coalesced to the latest one (app/pipeline_client.py `latest_progress_only`; the
+  "published per client" note shows how many of the 30 went out). Lowering the generation process's
+  CPU priority (nice 5) did not help (p99 157 ms) and cost the 100-subscriber overhead (1.07x).
+- **The machine is noisy.** Two cores are shared with other work. The "event-loop thread on a CPU /
+  waiting for one" rows come from the kernel's schedstat for the server's loop thread during each
+  measured job: a large "waiting" share means the thread was runnable and no core was free. Figures
+  swing between rounds (see the pair ratios); the fastest-run ratio is a second estimate.
 - **Fan-out cost per message is in uvicorn + wsproto, not in the bus.** With 1,000 subscribers ~45 % of
   the loop thread's samples were in the per-connection sender (`Connection._send_forever`); of those,
   the socket `write` syscall (~22 %) and wsproto framing (~12 %) dominate, Starlette's middleware send
   wrappers ~4 %, our Outbox/Connection/EventBus ~10-15 % together. NiceGUI pins uvicorn to
-  `ws="wsproto"` (pure Python). Each subscriber costs one frame and one syscall per message, so the
-  1,000-subscriber fan-out takes tens of ms of CPU per step even on an idle core.
+  `ws="wsproto"` (pure Python). Each subscriber costs one frame and one syscall per message.
 - **permessage-deflate costs ~3x the memory and ~2x the latency.** Browsers and the `websockets`
   library offer it and uvicorn accepts it by default; wsproto then keeps a zlib compressor (and
   decompressor) per connection (the capacity rows with and without it) and compresses every message
-  once per connection. Recommended: `ws_per_message_deflate=False` in `ui.run(...)` (app/server.py).
+  once per connection. The app runs with `ws_per_message_deflate=False` (app/server.py).
 - **A too-slow client never got its close frame** (fixed in app/websocket.py): after the outbox overflowed,
   `websocket.close()` waits behind the unread bytes, and the receive loop's next `receive_text()` raised
   Starlette's `WebSocketDisconnected`; the ASGI call ended with an error and uvicorn closed the socket
   without the 1013 frame. The endpoint now ends quietly and waits (up to 30 s) for the close frame.
   A client that never reads again still holds its socket until TCP gives up (ASGI can't abort it).
-- **Queue gap**: of the gap, the part on the loop (complete → next `generation_started`) is the
-  worker's bookkeeping (log line, one `generation_queued` per waiting job, two `get_job` reads,
-  `mark_running`); the rest is the hand-off to the generation thread, which needs the GIL while the loop
-  sends the complete/started/queued messages. The bus now stores seqs once per loop iteration (one
-  transaction once the store offers `save_seqs`). Recommended in app/jobs.py: hand the job to the thread
-  first and announce positions / publish `generation_started` after `run_in_executor` is scheduled.
-- **Start-up**: `import app.server` imports `diffusers` (app/schedulers.py, at module level) and `torch`
-  (app/previews.py), ~75 % of the import time under `python -X importtime`, before uvicorn binds its
-  port. Recommended: import them inside the functions that need them, so the page is served while the
-  model thread imports them.
-- **Tried later the same day (overhead bench alone, `python -m bench.run --only overhead`)**:
-  `sys.setswitchinterval(0.0002)` in the server left the 100-subscriber ratio where it was (1.243 against
-  1.229 with the default 5 ms interval, in two back-to-back runs whose pair ratios each spread from 0.86 to
-  1.6), so a shorter GIL hand-off does not remove the cost. In both runs the bare pipeline still ran with
-  PyTorch's default CPU settings while the server used the faster ones of app/cpu_speed.py, so both
-  ratios understate the overhead; the bare pipeline now uses the server's settings. A faster WebSocket
-  stack helps less than hoped: uvicorn's `websockets-sansio` protocol against NiceGUI's pinned `wsproto`,
-  measured in isolation (a Starlette app sending a 200-byte progress message 30 times to 100 local
-  clients), cost 40 against 54 µs of server CPU per message. The structural fix stays the pipeline in its
-  own process.
+- **Queue gap**: the worker sends the next job to the generation process before it announces the new
+  queue positions (it used to announce first: 3.7 ms median, 10.1 ms max from `generation_started` to
+  the pipeline, now well under 1 ms). The part on the loop (complete → next `generation_started`) is
+  the worker's bookkeeping (one `generation_queued` per waiting job, two `get_job` reads, `mark_running`).
+- **Start-up**: the server process imports neither torch nor diffusers; the fork server that starts
+  generation processes imports them (app/pipeline_imports.py) while the first page is already served.
 - **Polling is expensive**: one `GET /api/jobs/{id}` costs a few ms of the loop (NiceGUI + FastAPI
   middleware stack); a client polling every 10 ms doubled a 4-step job's wall time. The 0-subscriber
   overhead row therefore takes the job's end from the server's own stamp instead of polling.
