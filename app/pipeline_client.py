@@ -126,6 +126,7 @@ class PipelineProcess:
         self._device: str | None = None if spec.device == "auto" else spec.device
         self._schedulers: tuple[str, ...] | None = None
         self._process: Any = None
+        self._starting: asyncio.Future[None] | None = None
         self._connection: Connection | None = None
         self._loaded: asyncio.Future[ModelLoaded] | None = None
         self._job: RunningJob | None = None
@@ -163,9 +164,11 @@ class PipelineProcess:
         ours, theirs = context.Pipe()
         self._loaded = loop.create_future()
         self._process = context.Process(target=serve, args=(theirs, self.spec), name="ai-artist-pipeline", daemon=True)
-        await asyncio.to_thread(self._process.start)  # the fork server's first start imports torch: seconds
-        theirs.close()
         self._connection = ours
+        # The fork server's first start imports torch (seconds); a close() meanwhile waits for it.
+        self._starting = asyncio.ensure_future(asyncio.to_thread(self._process.start))
+        self._starting.add_done_callback(lambda _: theirs.close())  # only once the process has its copy
+        await asyncio.shield(self._starting)
         loop.add_reader(ours.fileno(), self._on_readable)
         loaded = await self._loaded
         self._device = loaded.device
@@ -178,8 +181,12 @@ class PipelineProcess:
     async def close(self, timeout: float = 10) -> None:
         """Stop the running job at its next step, let the process exit (killed after `timeout`)."""
         self._closing = True
+        if self._starting is not None and not self._starting.done():
+            await asyncio.wait([self._starting], timeout=timeout)
         process = self._process
-        if process is None:
+        if process is None or process.pid is None:  # never started
+            self._gone = True
+            self._fail_waiters(PipelineStopped("the generation process was stopped before it started"))
             return
         if self.alive and self._connection is not None:
             try:

@@ -183,7 +183,10 @@ def serve(connection: Connection, spec: ModelSpec) -> None:
     """The process's main function: load the model, then run jobs until told to stop or the server goes."""
     configure_logging(spec.log_file)
     channel = Channel(connection)
-    generator = load(spec, channel)
+    try:
+        generator = load(spec, channel)
+    except (BrokenPipeError, EOFError, OSError):
+        return  # the server went away while the model loaded
     if generator is None:
         return
     while not channel.stopping:

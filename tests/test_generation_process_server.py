@@ -55,3 +55,12 @@ async def test_stopping_the_server_stops_its_generation_process(start_server):
     server.stop()
     assert server.process.returncode is not None
     assert not process_exists(pid)
+
+
+async def test_stopping_the_server_while_its_model_loads_shuts_down_cleanly(start_server):
+    server = start_server(wait_for_model=False)
+    server.wait_until(lambda health: health["model"]["state"] == "loading")
+    server.stop()
+    assert server.process.returncode in (0, -15), server.output()  # uvicorn re-raises SIGTERM after shut-down
+    for trouble in ("Application shutdown failed", "Traceback"):
+        assert trouble not in server.output(), server.output()
