@@ -185,6 +185,7 @@ class PipelineProcess:
             await asyncio.wait([self._starting], timeout=timeout)
         process = self._process
         if process is None or process.pid is None:  # never started
+            self._stop_reading()
             self._gone = True
             self._fail_waiters(PipelineStopped("the generation process was stopped before it started"))
             return
@@ -290,6 +291,7 @@ class PipelineProcess:
         for future in (self._loaded, self._job.outcome if self._job is not None else None):
             if future is not None and not future.done():
                 future.set_exception(error)
+                future.exception()  # whoever awaits it still gets the error; nobody waiting is no error
 
     def _stop_reading(self) -> None:
         if self._connection is not None:
