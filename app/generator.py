@@ -140,6 +140,11 @@ def inspect_size_limits(model_id: str) -> SizeLimits:
     return _limits(sample_size * scale, scale, family, denoiser_config.get("pos_embed_max_size"))
 
 
+def display_name(model_id: str) -> str:
+    """A local model's folder or file name; a hub id as it is."""
+    return Path(model_id).name if Path(model_id).exists() else model_id
+
+
 def random_seed() -> int:
     return random.SystemRandom().randrange(0, 2**32)
 
@@ -197,7 +202,7 @@ class ArtworkGenerator:
 
     @property
     def model_name(self) -> str:
-        return Path(self.model_id).name if Path(self.model_id).exists() else self.model_id
+        return display_name(self.model_id)
 
     def source(self) -> ModelSource:
         """Where the model comes from; raises ModelUnavailable naming what is missing."""

@@ -18,7 +18,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from .generator import SizeLimits, family_of_folder, inspect_size_limits
+from .generator import SizeLimits, display_name, family_of_folder, inspect_size_limits
 from .pipeline_messages import (
     CancelJob,
     DownloadProgress,
@@ -136,7 +136,7 @@ class PipelineProcess:
 
     @property
     def model_name(self) -> str:
-        return Path(self.model_id).name if Path(self.model_id).exists() else self.model_id
+        return display_name(self.model_id)
 
     @property
     def device(self) -> str:
