@@ -1,7 +1,8 @@
 """The connection manager of the websocket guide and the /ws endpoint of the documented protocol.
 
-Each connection has its own bounded outbox drained by its own sender task, so a slow client never
-delays the generation or other clients. Progress and preview messages for a session are coalesced
+A message goes out on the spot while its socket keeps up; once a socket's send has to wait, later
+messages wait in that connection's bounded outbox, drained by its own sender task, so a slow client
+never delays the generation or other clients. Progress and preview messages for a session are coalesced
 (latest wins) while they wait; every other message is kept. A client so far behind that its outbox
 overflows is closed with a reason rather than silently losing a message.
 """
@@ -16,6 +17,7 @@ from typing import Any
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
 
+from .eager import Suspended, start_eagerly
 from .engine import Engine, JobAlreadyFinished, JobNotFound
 from .events import EventBus, bus
 from .model_loading import model_events
@@ -49,7 +51,6 @@ class Outbox:
         self.limit = limit
         self._slots: deque[list[Any]] = deque()  # [coalesce_key | None, text]
         self._pending_by_key: dict[str, list[Any]] = {}
-        self._ready = asyncio.Event()
 
     def __len__(self) -> int:
         return len(self._slots)
@@ -67,13 +68,9 @@ class Outbox:
         self._slots.append(slot)
         if coalesce_key is not None:
             self._pending_by_key[coalesce_key] = slot
-        self._ready.set()
         return True
 
-    async def get(self) -> str:
-        while not self._slots:
-            self._ready.clear()
-            await self._ready.wait()
+    def pop(self) -> str:
         key, text = self._slots.popleft()
         if key is not None:
             self._pending_by_key.pop(key, None)
@@ -81,6 +78,10 @@ class Outbox:
 
 
 class Connection:
+    """One open /ws socket. A message is sent on the spot while the socket keeps up; once a send has to
+    wait (the client stopped reading and the transport paused), later ones queue in the outbox and a
+    sender task drains it, so the caller (the event bus, mid fan-out) never waits."""
+
     def __init__(self, websocket: WebSocket, outbox_limit: int) -> None:
         self.websocket = websocket
         self.outbox = Outbox(outbox_limit)
@@ -88,17 +89,19 @@ class Connection:
         self.preview_sessions: set[str] = set()
         self.closed = False
         self._closing: asyncio.Task[None] | None = None
-        self._sender = asyncio.get_running_loop().create_task(self._send_forever())
+        self._sender: asyncio.Task[None] | None = None  # alive only while a send waits
 
     def send(self, payload: dict[str, Any] | str, coalesce_key: str | None = None) -> None:
         if self.closed:
             return
         text = payload if isinstance(payload, str) else json.dumps(payload, default=str)
-        if not self.outbox.put(text, coalesce_key):
+        if self._sender is None:
+            self._send_now(text)
+        elif not self.outbox.put(text, coalesce_key):
             self.close_too_slow()
 
     def on_event(self, event: SessionEvent, text: str) -> None:
-        """Bus listener: queue the event if this connection follows the session."""
+        """Bus listener: send the event if this connection follows the session."""
         if isinstance(event, GenerationPreview):
             if event.session_id in self.preview_sessions:
                 self.send(text, coalesce_key=f"preview:{event.session_id}")
@@ -121,25 +124,40 @@ class Connection:
                 pass
 
     async def _close(self, code: int, reason: str) -> None:
-        self._sender.cancel()
+        self._stop_sender()
         try:
             await self.websocket.close(code=code, reason=reason)
         except Exception:  # already gone
             pass
 
-    async def _send_forever(self) -> None:
+    def _send_now(self, text: str) -> None:
         try:
-            while True:
-                text = await self.outbox.get()
-                await self.websocket.send_text(text)
+            rest = start_eagerly(self.websocket.send_text(text))
+        except Exception:  # the socket went away; the receive loop will notice and disconnect
+            self.closed = True
+            return
+        if rest is not None:
+            self._sender = asyncio.get_running_loop().create_task(self._drain(rest))
+
+    async def _drain(self, waiting_send: Suspended[None]) -> None:
+        try:
+            await waiting_send
+            while self.outbox:
+                await self.websocket.send_text(self.outbox.pop())
         except asyncio.CancelledError:
             raise
         except Exception:  # the socket went away; the receive loop will notice and disconnect
             self.closed = True
+        self._sender = None
+
+    def _stop_sender(self) -> None:
+        if self._sender is not None:
+            self._sender.cancel()
+            self._sender = None
 
     def stop(self) -> None:
         self.closed = True
-        self._sender.cancel()
+        self._stop_sender()
 
 
 class ConnectionManager:

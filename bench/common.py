@@ -236,6 +236,11 @@ class Server:
 
         return httpx.get(f"{self.base_url}/bench/stamps", timeout=30).json()
 
+    def protocols(self) -> dict[str, int]:
+        import httpx
+
+        return httpx.get(f"{self.base_url}/bench/protocols", timeout=30).json()
+
     def outboxes(self) -> list[dict[str, Any]]:
         import httpx
 
@@ -525,6 +530,15 @@ def _hooked_main(argv: list[str]) -> None:
             {"pending": len(c.outbox), "closed": c.closed, "sessions": sorted(c.sessions)}
             for c in tuple(manager.connections.values())
         ]
+
+    @web_app.get("/bench/protocols", include_in_schema=False)
+    def bench_protocols() -> dict[str, int]:
+        """How many of uvicorn's open connections each protocol class serves (which websocket library)."""
+        from collections import Counter
+
+        from nicegui.server import Server
+
+        return dict(Counter(type(c).__name__ for c in Server.instance.server_state.connections))
 
     from app.__main__ import main
 

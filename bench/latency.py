@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from typing import Any
 
 import httpx
 
@@ -45,12 +46,13 @@ def progress_latencies(clients: list[WsClient], session_id: str, stamps: dict) -
     return latencies, len(fired)
 
 
-async def measure(server: Server, count: int, steps: int, deflate: bool = False) -> dict[str, float]:
+async def measure(server: Server, count: int, steps: int, deflate: bool = False) -> dict[str, Any]:
     clients: list[WsClient] = await connect_many(server.port, count, deflate=deflate)
     try:
         blocker = await post_job(server.base_url, job_body(150, seed=1))
         measured = await post_job(server.base_url, job_body(steps, seed=2))
         await subscribe_all(clients, [measured])
+        protocols = await asyncio.to_thread(server.protocols)
         async with httpx.AsyncClient(base_url=server.base_url) as http:
             (await http.post(f"/api/jobs/{blocker}/cancel")).raise_for_status()
         cpu_before, began = server.cpu_wait_ms(), time.perf_counter()
@@ -70,6 +72,8 @@ async def measure(server: Server, count: int, steps: int, deflate: bool = False)
         "published": published,
         "loop_ran": (cpu_after["event loop"][0] - cpu_before["event loop"][0]) / wall,
         "loop_waited": (cpu_after["event loop"][1] - cpu_before["event loop"][1]) / wall,
+        "protocols": protocols,
+        "loop_us_per_message": 1000 * (cpu_after["event loop"][0] - cpu_before["event loop"][0]) / max(received, 1),
     }
 
 
@@ -80,8 +84,10 @@ def run(ctx: Context, server: Server) -> list[Row]:
     rows: list[Row] = []
     asyncio.run(measure(server, 1, 2))  # warm-up: first pipeline call, first connections
     conditions = [(n, False) for n in counts] + ([] if ctx.smoke else [(100, True), (1000, True)])
+    protocols: dict[str, int] = {}
     for count, deflate in conditions:
         result = asyncio.run(measure(server, count, steps, deflate))
+        protocols = result["protocols"]
         label = f"{count} subscriber{'s' if count > 1 else ''}" + (" (permessage-deflate)" if deflate else "")
         target = TARGETS_MS.get(count) if not deflate else None
         for key in ("p50", "p99", "max"):
@@ -103,7 +109,14 @@ def run(ctx: Context, server: Server) -> list[Row]:
                 f"{100 * result['loop_ran']:.0f} / {100 * result['loop_waited']:.0f}", "% of the job",
                 note="runnable but not running = the machine's other load (/proc schedstat)")
         )
+        rows.append(
+            Row("progress latency", f"{label}: server event-loop CPU per progress message delivered",
+                round(result["loop_us_per_message"], 1), "µs",
+                note="all of the loop's work during the job, over the progress messages the clients got")
+        )
     ctx.note("progress latency", f"{steps}-step job; one client process on the same 2 cores as the server.")
+    served_by = ", ".join(f"{name} × {count}" for name, count in sorted(protocols.items()))
+    ctx.note("progress latency", f"uvicorn connections during the last measurement, by protocol class: {served_by}.")
     return rows
 
 

@@ -44,5 +44,6 @@ def test_smoke_run_writes_a_table_of_numbers(tmp_path, model_dir):
     delivered = next(row for row in rows if row[0] == "capacity" and "delivered" in row[1])
     got, expected = (int(part) for part in delivered[2].split(" / "))
     assert got == expected > 0
+    assert "WebSocketsSansIOProtocol × " in text  # /ws is served by uvicorn's websockets-sansio (app/server.py)
     close = next(row for row in rows if row[0] == "slow client" and "close code" in row[1])
     assert close[2].startswith("1013") and "too slow" in close[2]

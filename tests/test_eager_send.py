@@ -1,0 +1,143 @@
+"""Sends go out on the spot while a socket keeps up, and queue (in order, coalesced) once one has to wait.
+
+`PausableSocket` stands in for Starlette's WebSocket the way uvicorn behaves under it: `send_text`
+returns at once while the transport takes bytes and waits while the transport is paused.
+"""
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from app.eager import start_eagerly
+from app.websocket import TOO_SLOW_CLOSE_CODE, Connection
+
+
+class PausableSocket:
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+        self.closed_with: tuple[int, str] | None = None
+        self.resumed = asyncio.Event()
+        self.resumed.set()
+        self._each_send = asyncio.Event()
+
+    async def send_text(self, text: str) -> None:
+        await self.resumed.wait()
+        self.sent.append(text)
+        self._each_send.set()
+
+    async def wait_until_sent(self, count: int) -> None:
+        while len(self.sent) < count:
+            self._each_send.clear()
+            await self._each_send.wait()
+
+    async def close(self, code: int, reason: str) -> None:
+        self.closed_with = (code, reason)
+
+
+async def test_a_coroutine_that_never_waits_runs_to_its_end_on_the_spot():
+    ran = []
+
+    async def work() -> None:
+        ran.append("done")
+
+    assert start_eagerly(work()) is None
+    assert ran == ["done"]
+
+
+async def test_a_suspended_coroutine_finishes_when_its_rest_is_awaited_and_returns_its_value():
+    gate = asyncio.get_running_loop().create_future()
+    steps = []
+
+    async def work() -> str:
+        steps.append("before")
+        value = await gate
+        steps.append("after")
+        return f"got {value}"
+
+    rest = start_eagerly(work())
+    assert rest is not None and steps == ["before"]
+    task = asyncio.ensure_future(rest)
+    await asyncio.sleep(0)
+    assert not task.done()
+    gate.set_result(7)
+    assert await task == "got 7"
+    assert steps == ["before", "after"]
+
+
+async def test_errors_reach_the_caller_before_suspension_and_the_awaiter_after():
+    async def fails_at_once() -> None:
+        raise ValueError("at once")
+
+    with pytest.raises(ValueError, match="at once"):
+        start_eagerly(fails_at_once())
+
+    gate = asyncio.get_running_loop().create_future()
+
+    async def fails_later() -> None:
+        await gate
+        raise ValueError("later")
+
+    rest = start_eagerly(fails_later())
+    assert rest is not None
+    gate.set_result(None)
+    with pytest.raises(ValueError, match="later"):
+        await rest
+
+
+async def test_cancelling_the_task_that_awaits_the_rest_cancels_the_coroutine():
+    gate = asyncio.get_running_loop().create_future()
+    cleaned_up = []
+
+    async def work() -> None:
+        try:
+            await gate
+        finally:
+            cleaned_up.append(True)
+
+    rest = start_eagerly(work())
+    assert rest is not None
+    task = asyncio.ensure_future(rest)
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert cleaned_up == [True]
+
+
+async def test_connection_sends_on_the_spot_while_the_socket_keeps_up():
+    socket = PausableSocket()
+    connection = Connection(socket, outbox_limit=10)  # type: ignore[arg-type]
+    connection.send("a")
+    connection.send("b", coalesce_key="progress:s")
+    assert socket.sent == ["a", "b"]  # no task, no loop iteration needed
+    assert len(connection.outbox) == 0
+
+
+async def test_once_a_send_waits_later_messages_queue_in_order_and_progress_coalesces():
+    socket = PausableSocket()
+    connection = Connection(socket, outbox_limit=10)  # type: ignore[arg-type]
+    socket.resumed.clear()  # the client stopped reading: the transport paused
+    connection.send("started")
+    connection.send("progress 1", coalesce_key="progress:s")
+    connection.send("progress 2", coalesce_key="progress:s")
+    connection.send("complete")
+    assert socket.sent == [] and len(connection.outbox) == 2
+    socket.resumed.set()
+    await asyncio.wait_for(socket.wait_until_sent(3), 5)
+    assert socket.sent == ["started", "progress 2", "complete"]
+    connection.send("after")  # the sender has finished: straight out again
+    assert socket.sent[-1] == "after"
+
+
+async def test_a_client_too_far_behind_is_closed_with_1013_and_a_reason():
+    socket = PausableSocket()
+    connection = Connection(socket, outbox_limit=2)  # type: ignore[arg-type]
+    socket.resumed.clear()
+    for index in range(4):  # one waits in the transport, two in the outbox, the fourth overflows
+        connection.send(f"message {index}")
+    assert connection.closed
+    await connection.wait_closing(timeout=5)
+    assert socket.closed_with is not None
+    code, reason = socket.closed_with
+    assert code == TOO_SLOW_CLOSE_CODE and "too slow" in reason
