@@ -121,6 +121,10 @@ class Engine:
             self.store.requeue(interrupted, refund_attempt=True)
         self.store.close()
 
+    def is_idle(self) -> bool:
+        """No job runs (the worker waits for one, or for the model)."""
+        return self.worker is not None and self.worker.idle.is_set()
+
     def _new_pipeline(self, model_id: str) -> PipelineProcess:
         options = self.settings.model
         single_file_config = options.single_file_config

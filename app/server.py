@@ -1,18 +1,19 @@
 """Wire the engine into NiceGUI's FastAPI app: REST routes, /ws, pages, start-up and shut-down."""
 from __future__ import annotations
 
-import gc
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 from fastapi.middleware.cors import CORSMiddleware
 from nicegui import app as web_app
-from nicegui import ui
+from nicegui import background_tasks, ui
 
 from . import api, websocket
 from .config import Settings
 from .engine import Engine
 from .events import bus
+from .idle_gc import IdleCollector, exempt_startup_objects
 
 
 def configure_logging(data_dir: Path) -> None:
@@ -29,12 +30,15 @@ def configure_logging(data_dir: Path) -> None:
     root.addHandler(console)
 
 
-def exempt_startup_objects_from_gc() -> None:
-    """Move everything that exists once the app has started (modules, NiceGUI, FastAPI, pydantic) out of
-    the garbage collector's sight. Without it a full collection walked them all: 86-141 ms in one block
-    of the event loop while five studio tabs watched a job (bench/bench_ui.py)."""
-    gc.collect()
-    gc.freeze()
+def collect_garbage_while_idle(engine: Engine) -> Callable[[], None]:
+    """A start-up hook: freeze the start-up objects, then keep full garbage collections out of jobs
+    (app/idle_gc.py)."""
+
+    def start() -> None:
+        exempt_startup_objects()
+        background_tasks.create(IdleCollector(engine.is_idle).run(), name="idle garbage collection")
+
+    return start
 
 
 def serve_websockets_with_sansio() -> None:
@@ -69,7 +73,7 @@ def build(settings: Settings) -> Engine:
     web_app.include_router(websocket.router)
     web_app.on_startup(serve_websockets_with_sansio)
     web_app.on_startup(engine.start)
-    web_app.on_startup(exempt_startup_objects_from_gc)
+    web_app.on_startup(collect_garbage_while_idle(engine))
     web_app.on_shutdown(engine.stop)
     from . import pages
 

@@ -1,163 +1,37 @@
 """The connection manager of the websocket guide and the /ws endpoint of the documented protocol.
 
-A message goes out on the spot while its socket keeps up; once a socket's send has to wait, later
-messages wait in that connection's bounded outbox, drained by its own sender task, so a slow client
-never delays the generation or other clients. Progress and preview messages for a session are coalesced
-(latest wins) while they wait; every other message is kept. A client so far behind that its outbox
-overflows is closed with a reason rather than silently losing a message.
+How messages reach each socket (outboxes, coalescing, the chunked fan-out, closing a client too far
+behind) is in app/ws_connection.py; this module tracks the sockets and speaks the protocol.
 """
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-from collections import deque
 from typing import Any
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
 
-from .eager import Suspended, start_eagerly
 from .engine import Engine, JobAlreadyFinished, JobNotFound
 from .events import EventBus, bus
 from .model_loading import model_events
 from .protocol import (
     CancelMessage,
     ErrorMessage,
-    GenerationPreview,
-    GenerationProgress,
     ModelLoading,
     PingMessage,
     PongMessage,
-    SessionEvent,
     SubscribedMessage,
     SubscribeMessage,
     UnsubscribedMessage,
     UnsubscribeMessage,
     client_message_adapter,
 )
+from .ws_connection import Connection, FanOut
 
 log = logging.getLogger(__name__)
 
 CLIENT_TYPES = ("ping", "subscribe", "unsubscribe", "cancel")
-TOO_SLOW_CLOSE_CODE = 1013  # "try again later"
-CLOSE_WAIT_SECONDS = 30  # how long the endpoint waits for the close frame to reach a stalled client
-
-
-class Outbox:
-    """Messages waiting for one socket: FIFO, coalescing by key, bounded."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self._slots: deque[list[Any]] = deque()  # [coalesce_key | None, text]
-        self._pending_by_key: dict[str, list[Any]] = {}
-
-    def __len__(self) -> int:
-        return len(self._slots)
-
-    def put(self, text: str, coalesce_key: str | None = None) -> bool:
-        """Queue a message; False when the outbox is full (the client is too far behind)."""
-        if coalesce_key is not None:
-            slot = self._pending_by_key.get(coalesce_key)
-            if slot is not None:
-                slot[1] = text
-                return True
-        if len(self._slots) >= self.limit:
-            return False
-        slot = [coalesce_key, text]
-        self._slots.append(slot)
-        if coalesce_key is not None:
-            self._pending_by_key[coalesce_key] = slot
-        return True
-
-    def pop(self) -> str:
-        key, text = self._slots.popleft()
-        if key is not None:
-            self._pending_by_key.pop(key, None)
-        return text
-
-
-class Connection:
-    """One open /ws socket. A message is sent on the spot while the socket keeps up; once a send has to
-    wait (the client stopped reading and the transport paused), later ones queue in the outbox and a
-    sender task drains it, so the caller (the event bus, mid fan-out) never waits."""
-
-    def __init__(self, websocket: WebSocket, outbox_limit: int) -> None:
-        self.websocket = websocket
-        self.outbox = Outbox(outbox_limit)
-        self.sessions: set[str] = set()
-        self.preview_sessions: set[str] = set()
-        self.closed = False
-        self._closing: asyncio.Task[None] | None = None
-        self._sender: asyncio.Task[None] | None = None  # alive only while a send waits
-
-    def send(self, payload: dict[str, Any] | str, coalesce_key: str | None = None) -> None:
-        if self.closed:
-            return
-        text = payload if isinstance(payload, str) else json.dumps(payload, default=str)
-        if self._sender is None:
-            self._send_now(text)
-        elif not self.outbox.put(text, coalesce_key):
-            self.close_too_slow()
-
-    def on_event(self, event: SessionEvent, text: str) -> None:
-        """Bus listener: send the event if this connection follows the session."""
-        if isinstance(event, GenerationPreview):
-            if event.session_id in self.preview_sessions:
-                self.send(text, coalesce_key=f"preview:{event.session_id}")
-        elif isinstance(event, GenerationProgress):
-            self.send(text, coalesce_key=f"progress:{event.session_id}")
-        else:
-            self.send(text)
-
-    def close_too_slow(self) -> None:
-        self.closed = True
-        reason = f"client too slow: more than {self.outbox.limit} messages waiting"
-        self._closing = asyncio.get_running_loop().create_task(self._close(TOO_SLOW_CLOSE_CODE, reason))
-
-    async def wait_closing(self, timeout: float = CLOSE_WAIT_SECONDS) -> None:
-        """Let a close we started reach the client (it waits behind what the socket still holds)."""
-        if self._closing is not None and not self._closing.done():
-            try:
-                await asyncio.wait_for(asyncio.shield(self._closing), timeout)
-            except (asyncio.TimeoutError, Exception):
-                pass
-
-    async def _close(self, code: int, reason: str) -> None:
-        self._stop_sender()
-        try:
-            await self.websocket.close(code=code, reason=reason)
-        except Exception:  # already gone
-            pass
-
-    def _send_now(self, text: str) -> None:
-        try:
-            rest = start_eagerly(self.websocket.send_text(text))
-        except Exception:  # the socket went away; the receive loop will notice and disconnect
-            self.closed = True
-            return
-        if rest is not None:
-            self._sender = asyncio.get_running_loop().create_task(self._drain(rest))
-
-    async def _drain(self, waiting_send: Suspended[None]) -> None:
-        try:
-            await waiting_send
-            while self.outbox:
-                await self.websocket.send_text(self.outbox.pop())
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # the socket went away; the receive loop will notice and disconnect
-            self.closed = True
-        self._sender = None
-
-    def _stop_sender(self) -> None:
-        if self._sender is not None:
-            self._sender.cancel()
-            self._sender = None
-
-    def stop(self) -> None:
-        self.closed = True
-        self._stop_sender()
 
 
 class ConnectionManager:
@@ -166,6 +40,7 @@ class ConnectionManager:
     def __init__(self, outbox_limit: int = 1000) -> None:
         self.outbox_limit = outbox_limit
         self.connections: dict[WebSocket, Connection] = {}
+        self.fan_out = FanOut()
         self._engine: Engine | None = None
 
     def bind_engine(self, engine: Engine | None) -> None:
@@ -184,7 +59,7 @@ class ConnectionManager:
 
     async def connect(self, websocket: WebSocket) -> Connection:
         await websocket.accept()
-        connection = Connection(websocket, self.outbox_limit)
+        connection = Connection(websocket, self.outbox_limit, self.fan_out)
         self.connections[websocket] = connection
         return connection
 

@@ -57,6 +57,7 @@ class LoopProbe:
             else:
                 key = f"gc_gen{info['generation']}_max_ms"
                 self.timings[key] = max(self.timings.get(key, 0.0), (time.perf_counter() - started[0]) * 1000)
+                self.count(f"gc_gen{info['generation']}")
 
         gc.callbacks.append(on_gc)
 
@@ -93,6 +94,7 @@ class LoopProbe:
             "stalls_over_20_ms": over_20,
             "previews": self.events.get("generation_preview", 0),
             "progress_events": self.events.get("generation_progress", 0),
+            **{f"{kind}_count": count for kind, count in self.events.items() if kind.startswith("gc_")},
             **{key: round(value, 2) for key, value in self.timings.items()},
         }
         if reset:

@@ -94,7 +94,7 @@ def machine() -> dict[str, str]:
     except OSError:
         pass
     versions = {"python": platform.python_version()}
-    for name in ("torch", "diffusers", "nicegui", "uvicorn", "wsproto"):
+    for name in ("torch", "diffusers", "nicegui", "uvicorn", "websockets"):
         try:
             from importlib.metadata import version
 
@@ -236,10 +236,10 @@ class Server:
 
         return httpx.get(f"{self.base_url}/bench/stamps", timeout=30).json()
 
-    def protocols(self) -> dict[str, int]:
+    def runtime(self) -> dict[str, Any]:
         import httpx
 
-        return httpx.get(f"{self.base_url}/bench/protocols", timeout=30).json()
+        return httpx.get(f"{self.base_url}/bench/runtime", timeout=30).json()
 
     def outboxes(self) -> list[dict[str, Any]]:
         import httpx
@@ -488,7 +488,7 @@ def _hooked_main(argv: list[str]) -> None:
     from app.protocol import TERMINAL_EVENTS, GenerationProgress, GenerationStarted
 
     callback_time: dict[tuple[str, int], float] = {}
-    stamps: dict[str, list[Any]] = {"progress": [], "terminal": [], "generate": [], "started": []}
+    stamps: dict[str, list[Any]] = {"progress": [], "terminal": [], "generate": [], "started": [], "gc": []}
 
     original_dispatch = PipelineProcess._dispatch
 
@@ -514,6 +514,20 @@ def _hooked_main(argv: list[str]) -> None:
             stamps["started"].append([event.session_id, published])
         return result
 
+    collection_began = [0.0]
+
+    def on_gc(phase: str, info: dict[str, Any]) -> None:
+        """Note every garbage collection over 1 ms: the whole interpreter (the loop) pauses."""
+        now = time.perf_counter()
+        if phase == "start":
+            collection_began[0] = now
+
+        elif now - collection_began[0] > 0.001:
+            stamps["gc"].append([collection_began[0], (now - collection_began[0]) * 1000, info["generation"]])
+
+    import gc
+
+    gc.callbacks.append(on_gc)
     PipelineProcess._dispatch = dispatch  # type: ignore[method-assign]
     EventBus.publish = publish  # type: ignore[method-assign]
 
@@ -531,14 +545,18 @@ def _hooked_main(argv: list[str]) -> None:
             for c in tuple(manager.connections.values())
         ]
 
-    @web_app.get("/bench/protocols", include_in_schema=False)
-    def bench_protocols() -> dict[str, int]:
-        """How many of uvicorn's open connections each protocol class serves (which websocket library)."""
+    @web_app.get("/bench/runtime", include_in_schema=False)
+    def bench_runtime() -> dict[str, Any]:
+        """How many of uvicorn's open connections each protocol class serves (which websocket library),
+        and the garbage collector's thresholds (app/idle_gc.py raises the last one)."""
         from collections import Counter
 
         from nicegui.server import Server
 
-        return dict(Counter(type(c).__name__ for c in Server.instance.server_state.connections))
+        return {
+            "protocols": dict(Counter(type(c).__name__ for c in Server.instance.server_state.connections)),
+            "gc_threshold": gc.get_threshold(),
+        }
 
     from app.__main__ import main
 

@@ -31,49 +31,63 @@ from .common import (
 )
 
 TARGETS_MS = {100: 20.0, 1000: 100.0}
+# With 100 subscribers one step is 1/30 of a job's samples: a single late step (the machine is shared)
+# would be the whole p99 of one job. Three jobs per figure make p99 a statistic over 90 steps.
+JOBS_PER_MEASUREMENT = 3
 
 
-def progress_latencies(clients: list[WsClient], session_id: str, stamps: dict) -> tuple[list[float], int]:
-    """Milliseconds from callback to arrival for every progress message of `session_id` any client got."""
-    fired = {seq: t for sid, seq, _step, t, _published in stamps["progress"] if sid == session_id}
+def progress_latencies(clients: list[WsClient], session_ids: list[str], stamps: dict) -> tuple[list[float], int]:
+    """Milliseconds from callback to arrival for every progress message of the jobs any client got,
+    and how many progress messages the server published for them."""
+    wanted = set(session_ids)
+    fired = {(sid, seq): t for sid, seq, _step, t, _published in stamps["progress"] if sid in wanted}
     latencies = []
     for client in clients:
         for arrived, text in client.messages:
-            if session_id in text and '"generation_progress"' in text:
+            if '"generation_progress"' in text:
                 message = json.loads(text)
-                if message.get("session_id") == session_id:
-                    latencies.append((arrived - fired[message["seq"]]) * 1000)
+                key = (message.get("session_id"), message["seq"])
+                if key in fired:
+                    latencies.append((arrived - fired[key]) * 1000)
     return latencies, len(fired)
 
 
-async def measure(server: Server, count: int, steps: int, deflate: bool = False) -> dict[str, Any]:
+async def measure(server: Server, count: int, steps: int, deflate: bool = False, jobs: int = 1) -> dict[str, Any]:
+    """`jobs` jobs run back to back while `count` clients watch all of them; latencies are pooled."""
     clients: list[WsClient] = await connect_many(server.port, count, deflate=deflate)
     try:
         blocker = await post_job(server.base_url, job_body(150, seed=1))
-        measured = await post_job(server.base_url, job_body(steps, seed=2))
-        await subscribe_all(clients, [measured])
-        protocols = await asyncio.to_thread(server.protocols)
+        measured = [await post_job(server.base_url, job_body(steps, seed=2 + index)) for index in range(jobs)]
+        await subscribe_all(clients, measured)
+        runtime = await asyncio.to_thread(server.runtime)
         async with httpx.AsyncClient(base_url=server.base_url) as http:
             (await http.post(f"/api/jobs/{blocker}/cancel")).raise_for_status()
         cpu_before, began = server.cpu_wait_ms(), time.perf_counter()
-        await wait_terminals(clients, [measured])
+        await wait_terminals(clients, measured)
         cpu_after, wall = server.cpu_wait_ms(), (time.perf_counter() - began) * 1000
     finally:
         for client in clients:
             client.close()
     stamps = await asyncio.to_thread(server.stamps)
     latencies, published = progress_latencies(clients, measured, stamps)
+    progress = [row for row in stamps["progress"] if row[0] in measured]
+    job_began = min(fired for _sid, _seq, _step, fired, _published in progress)
+    collections = [pause for began, pause, _generation in stamps["gc"] if began >= job_began]
     received = len(latencies)
+    loop_cpu_ms = cpu_after["event loop"][0] - cpu_before["event loop"][0]
     return {
         "p50": percentile(latencies, 50),
         "p99": percentile(latencies, 99),
         "max": max(latencies),
         "delivered": received / (published * count),
-        "published": published,
-        "loop_ran": (cpu_after["event loop"][0] - cpu_before["event loop"][0]) / wall,
+        "published": published / jobs,
+        "loop_ran": loop_cpu_ms / wall,
         "loop_waited": (cpu_after["event loop"][1] - cpu_before["event loop"][1]) / wall,
-        "protocols": protocols,
-        "loop_us_per_message": 1000 * (cpu_after["event loop"][0] - cpu_before["event loop"][0]) / max(received, 1),
+        "protocols": runtime["protocols"],
+        "gc_threshold": runtime["gc_threshold"],
+        "longest_gc_ms": max(collections, default=0.0),
+        "publish_delay_max_ms": max((published_at - fired) * 1000 for _sid, _seq, _step, fired, published_at in progress),
+        "loop_us_per_message": 1000 * loop_cpu_ms / max(received, 1),
     }
 
 
@@ -82,12 +96,14 @@ def run(ctx: Context, server: Server) -> list[Row]:
     steps = 6 if ctx.smoke else 30
     raise_open_files(max(counts) * 2 + 256)
     rows: list[Row] = []
+    jobs = 1 if ctx.smoke else JOBS_PER_MEASUREMENT
     asyncio.run(measure(server, 1, 2))  # warm-up: first pipeline call, first connections
     conditions = [(n, False) for n in counts] + ([] if ctx.smoke else [(100, True), (1000, True)])
     protocols: dict[str, int] = {}
+    gc_threshold: list[int] = []
     for count, deflate in conditions:
-        result = asyncio.run(measure(server, count, steps, deflate))
-        protocols = result["protocols"]
+        result = asyncio.run(measure(server, count, steps, deflate, jobs))
+        protocols, gc_threshold = result["protocols"], result["gc_threshold"]
         label = f"{count} subscriber{'s' if count > 1 else ''}" + (" (permessage-deflate)" if deflate else "")
         target = TARGETS_MS.get(count) if not deflate else None
         for key in ("p50", "p99", "max"):
@@ -102,7 +118,7 @@ def run(ctx: Context, server: Server) -> list[Row]:
         rows.append(
             Row("progress latency", f"{label}: progress messages delivered (rest coalesced)",
                 round(100 * result["delivered"], 1), "%",
-                note=f"{result['published']} published per client")
+                note=f"{result['published']:.1f} published per client and job")
         )
         rows.append(
             Row("progress latency", f"{label}: server event-loop thread on a CPU / waiting for one",
@@ -114,9 +130,16 @@ def run(ctx: Context, server: Server) -> list[Row]:
                 round(result["loop_us_per_message"], 1), "µs",
                 note="all of the loop's work during the job, over the progress messages the clients got")
         )
-    ctx.note("progress latency", f"{steps}-step job; one client process on the same 2 cores as the server.")
+        rows.append(
+            Row("progress latency", f"{label}: server's longest garbage collection during the jobs",
+                round(result["longest_gc_ms"], 1), "ms", note="the whole server pauses; 0 = none over 1 ms")
+        )
+    ctx.note("progress latency", f"{jobs} {steps}-step jobs back to back per figure, every client watching all "
+             "of them; one client process on the same 2 cores as the server.")
     served_by = ", ".join(f"{name} × {count}" for name, count in sorted(protocols.items()))
     ctx.note("progress latency", f"uvicorn connections during the last measurement, by protocol class: {served_by}.")
+    ctx.note("progress latency", f"Server's garbage-collector thresholds: {tuple(gc_threshold)} (app/idle_gc.py "
+             "makes automatic full collections rarer and runs them while no job runs).")
     return rows
 
 

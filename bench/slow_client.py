@@ -54,7 +54,7 @@ async def watched_job(server: Server, clients: list[WsClient], steps: int, seed:
     await waiting
     stamps = (await http.get("/bench/stamps")).json()
     entered, left = stamps["generate"][-1]
-    latencies, published = progress_latencies(clients, session_id, stamps)
+    latencies, published = progress_latencies(clients, [session_id], stamps)
     for client in clients:
         client.messages.clear()
     return {"session": session_id, "generation": left - entered, "p99": percentile(latencies, 99),

@@ -45,5 +45,7 @@ def test_smoke_run_writes_a_table_of_numbers(tmp_path, model_dir):
     got, expected = (int(part) for part in delivered[2].split(" / "))
     assert got == expected > 0
     assert "WebSocketsSansIOProtocol × " in text  # /ws is served by uvicorn's websockets-sansio (app/server.py)
+    thresholds = re.search(r"garbage-collector thresholds: \((\d+), (\d+), (\d+)\)", text)
+    assert thresholds and int(thresholds[3]) >= 100  # app/idle_gc.py ran in the server
     close = next(row for row in rows if row[0] == "slow client" and "close code" in row[1])
     assert close[2].startswith("1013") and "too slow" in close[2]

@@ -1,4 +1,5 @@
-"""Sends go out on the spot while a socket keeps up, and queue (in order, coalesced) once one has to wait.
+"""Sends go out on the spot while a socket keeps up, and queue (in order, coalesced) once one has to wait;
+bus events reach many sockets through the chunked fan-out, a newer step replacing one not yet sent.
 
 `PausableSocket` stands in for Starlette's WebSocket the way uvicorn behaves under it: `send_text`
 returns at once while the transport takes bytes and waits while the transport is paused.
@@ -6,11 +7,13 @@ returns at once while the transport takes bytes and waits while the transport is
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 
 from app.eager import start_eagerly
-from app.websocket import TOO_SLOW_CLOSE_CODE, Connection
+from app.protocol import GenerationError, GenerationProgress
+from app.ws_connection import TOO_SLOW_CLOSE_CODE, Connection, FanOut
 
 
 class PausableSocket:
@@ -141,3 +144,41 @@ async def test_a_client_too_far_behind_is_closed_with_1013_and_a_reason():
     assert socket.closed_with is not None
     code, reason = socket.closed_with
     assert code == TOO_SLOW_CLOSE_CODE and "too slow" in reason
+
+
+def progress(step: int) -> GenerationProgress:
+    return GenerationProgress(session_id="s", seq=step, step=step, total_steps=30, message=f"Step {step}/30")
+
+
+async def test_the_fan_out_serves_a_chunk_per_loop_turn_and_later_ones_get_the_newest_step():
+    fan_out = FanOut(connections_per_turn=2)
+    sockets = [PausableSocket() for _ in range(5)]
+    connections = [Connection(socket, 10, fan_out) for socket in sockets]  # type: ignore[arg-type]
+    first = progress(1)
+    for connection in connections:
+        connection.on_event(first, first.model_dump_json())
+    assert all(socket.sent == [] for socket in sockets)  # queued, not sent inside the bus's publish
+    await sockets[1].wait_until_sent(1)  # the first chunk went out in one loop turn
+    assert [len(socket.sent) for socket in sockets] == [1, 1, 0, 0, 0]
+
+    second = progress(2)  # the next step arrives while three connections still wait for the first
+    for connection in connections:
+        connection.on_event(second, second.model_dump_json())
+    failed = GenerationError(session_id="s", seq=3, error="boom")
+    for connection in connections:
+        connection.on_event(failed, failed.model_dump_json())
+    await asyncio.wait_for(sockets[4].wait_until_sent(2), 5)
+    steps = [[json.loads(text).get("step", json.loads(text)["type"]) for text in socket.sent] for socket in sockets]
+    assert steps[:2] == [[1, 2, "generation_error"]] * 2
+    assert steps[2:] == [[2, "generation_error"]] * 3  # step 1 coalesced away, the error kept
+    assert len(fan_out) == 0
+
+
+async def test_a_direct_answer_waits_behind_queued_events_to_keep_the_order():
+    socket = PausableSocket()
+    connection = Connection(socket, 10, FanOut())  # type: ignore[arg-type]
+    event = progress(1)
+    connection.on_event(event, event.model_dump_json())
+    connection.send('{"type": "pong"}')
+    await asyncio.wait_for(socket.wait_until_sent(2), 5)
+    assert [json.loads(text)["type"] for text in socket.sent] == ["generation_progress", "pong"]
