@@ -89,6 +89,7 @@ class Engine:
         self._model_settled: asyncio.Event | None = None
         self.worker: JobWorker | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._retiring: set[PipelineProcess] = set()  # a switch's previous model, until it is closed
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -116,7 +117,9 @@ class Engine:
         interrupted = self.worker.running_id if self.worker is not None else None
         for task in self._tasks:
             task.cancel()
-        await self.model.pipeline.close()
+        for pipeline in (*self._retiring, self.model.pipeline):
+            await pipeline.close()
+        self._retiring.clear()
         if interrupted is not None:
             self.store.requeue(interrupted, refund_attempt=True)
         self.store.close()
@@ -163,6 +166,7 @@ class Engine:
             await self.worker.not_running.wait()  # a job started on the old model finishes on it first
         if previous is not None:
             await previous.close()  # its memory goes back before the next model takes its own
+            self._retiring.discard(previous)
         try:
             await slot.pipeline.load()
         except ModelLoadFailed as error:
@@ -191,6 +195,7 @@ class Engine:
         options = self.settings.model
         source = resolve_source(reference, options.single_file_config)  # ModelUnavailable names what is missing
         previous = self.model.pipeline
+        self._retiring.add(previous)
         pipeline = self._new_pipeline(source.location)
         failed = []
         for session_id in self.queue.waiting():

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -172,6 +173,33 @@ def instrument_live_jobs(probe: LoopProbe) -> None:
 # --------------------------------------------------------------------------- the measuring side (parent)
 
 
+def cpu_seconds_by_program() -> dict[str, float]:
+    """CPU time (user + system) every process on the machine has used so far, summed by program:
+    chromium, the AI Artist server, its generation process, Playwright's driver, and the rest."""
+    tick = os.sysconf("SC_CLK_TCK")
+    totals: dict[str, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if "chromium" in command or "chrome" in command:
+            program = "chromium"
+        elif "--serve" in command and "bench_ui.py" in command:
+            program = "server"
+        elif "multiprocessing" in command or "pipeline_imports" in command:
+            program = "generation process"
+        elif "playwright" in command or command.startswith("node") or "/node " in command:
+            program = "playwright driver"
+        else:
+            program = "other (bench, system)"
+        totals[program] = totals.get(program, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return totals
+
+
 @dataclass
 class Measurement:
     tabs: int
@@ -181,6 +209,7 @@ class Measurement:
     bytes_per_tab: list[int]
     frames_per_tab: list[int]
     frame_sizes: list[int]
+    cpu_seconds: dict[str, float] = field(default_factory=dict)
 
     def row(self) -> str:
         per_tab = statistics.mean(self.bytes_per_tab) if self.bytes_per_tab else 0
@@ -230,19 +259,22 @@ def measure(base_url: str, browser, tabs: int, steps: int) -> Measurement:
     prompt = f"bench {time.time_ns()}"
     httpx.get(base_url + "/bench/loop", params={"reset": True})
     counting["on"] = True
+    cpu_before = cpu_seconds_by_program()
     started = time.perf_counter()
     session_id = httpx.post(
         base_url + "/api/generate", json={"prompt": prompt, "num_inference_steps": steps}
     ).json()["session_id"]
     wait_for_end(base_url, session_id)  # on /ws: polling the REST API would load the loop
     seconds = time.perf_counter() - started
+    cpu_after = cpu_seconds_by_program()
+    cpu_used = {program: round(cpu_after[program] - cpu_before.get(program, 0.0), 2) for program in cpu_after}
     loop = httpx.get(base_url + "/bench/loop", params={"reset": True}).json()
     for page in pages:
         expect(page.locator(".job-card", has_text=prompt).locator("img[src^='/images/']")).to_be_visible()
     counting["on"] = False
     for page in pages:
         page.close()
-    return Measurement(tabs, steps, seconds, loop, received if tabs else [], frames if tabs else [], sizes)
+    return Measurement(tabs, steps, seconds, loop, received if tabs else [], frames if tabs else [], sizes, cpu_used)
 
 
 def wait_for_end(base_url: str, session_id: str) -> None:
@@ -341,6 +373,9 @@ def run_bench(args: argparse.Namespace) -> None:
         pauses = {key: value for key, value in result.loop.items() if key.startswith(("gc_", "longest_", "stalls_", "samples"))}
         print(f"{result.tabs} tabs, longest garbage collection per generation; the longest stall's parts:",
               json.dumps(pauses))
+        busy = {program: seconds for program, seconds in result.cpu_seconds.items() if seconds > 0}
+        print(f"{result.tabs} tabs, CPU seconds used during the {result.seconds:.1f} s job (2 cores: "
+              f"{2 * result.seconds:.1f} s available):", json.dumps(busy))
     print(json.dumps({"model": previews["model"]["id"], "server_log": str(work / "server.log")}))
 
 
