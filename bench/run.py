@@ -36,28 +36,34 @@ These notes explain the figures above; the figures themselves come only from the
   The "pipeline thread blocked" rows are ≈ 0 ms (within the clocks' resolution) at every subscriber
   count, and the ratios left are CPU contention on two cores shared by the pipeline, the server's
   loop and the bench's own clients.
-- **The trade: 1,000 subscribers now miss their latency target.** The thread design throttled the
-  pipeline to the speed of the fan-out; now the pipeline runs at full speed on one core and the loop
-  (≈ 50 µs of uvicorn + wsproto per message and subscriber) and the 1,000-client process share the
-  other, so the loop waits for a core ~25 % of the job and p99 latency is ≈ 130-160 ms (58 ms
-  before, target 100). The server never queues a backlog: when it falls behind, the steps waiting in
-  the pipe are coalesced to the latest one (app/pipeline_client.py `latest_progress_only`; the
-  "published per client" note shows how many of the 30 went out). Lowering the generation process's
-  CPU priority (nice 5) did not help (p99 157 ms) and cost the 100-subscriber overhead (1.07x).
+- **1,000 subscribers: the fan-out's cost per message, then its shape (2026-11-27, night).** With the
+  pipeline in its own process the loop and the 1,000-client bench share the second core, and p99 was
+  132-163 ms. Three changes, each measured with `loop CPU per progress message delivered`:
+  sends go out on the spot instead of waking one sender task per socket (app/eager.py; 71-78 → 46-48 µs);
+  uvicorn's `websockets-sansio` instead of NiceGUI's pinned `wsproto` (app/server.py; → 31-33 µs: the
+  rest is mostly the socket `write` syscall, one per subscriber and message); and a chunked fan-out
+  (app/ws_connection.py: 64 sockets per loop turn) so the pipe's next step replaces the previous one in
+  the outboxes not yet served instead of waiting behind the whole previous fan-out (p99 96-107 → 58-81 ms).
+  The "delivered" row shows what coalescing costs: ~86-91 % of the steps reach each of 1,000 clients.
+- **A full garbage collection took 65-85 ms with 1,000 connections open**, inside a job, in every
+  3-job measurement. app/idle_gc.py makes automatic full collections 100x rarer and runs one when the
+  worker has been idle for a second; the longest collection during the jobs is now 2-4 ms (the
+  "longest garbage collection" rows). The start-up hook that was meant to freeze the start-up objects
+  ran before `engine.start` (NiceGUI runs async start-up handlers as tasks); fixed with it.
 - **The machine is noisy.** Two cores are shared with other work. The "event-loop thread on a CPU /
   waiting for one" rows come from the kernel's schedstat for the server's loop thread during each
   measured job: a large "waiting" share means the thread was runnable and no core was free. Figures
   swing between rounds (see the pair ratios); the fastest-run ratio is a second estimate.
-- **Fan-out cost per message is in uvicorn + wsproto, not in the bus.** With 1,000 subscribers ~45 % of
-  the loop thread's samples were in the per-connection sender (`Connection._send_forever`); of those,
-  the socket `write` syscall (~22 %) and wsproto framing (~12 %) dominate, Starlette's middleware send
-  wrappers ~4 %, our Outbox/Connection/EventBus ~10-15 % together. NiceGUI pins uvicorn to
-  `ws="wsproto"` (pure Python). Each subscriber costs one frame and one syscall per message.
+- **Where the fan-out's time goes now** (py-spy at 1,000 subscribers): the socket `write` syscall is
+  about half of each send; websockets' framing, Starlette's send wrappers and our outbox the rest.
+  Before the changes above, wsproto's framing (~12 %) and a task wake-up per socket and message
+  (Event set/wait, task step) were as large as the syscall.
 - **permessage-deflate costs ~3x the memory and ~2x the latency.** Browsers and the `websockets`
   library offer it and uvicorn accepts it by default; wsproto then keeps a zlib compressor (and
   decompressor) per connection (the capacity rows with and without it) and compresses every message
-  once per connection. The app runs with `ws_per_message_deflate=False` (app/server.py).
-- **A too-slow client never got its close frame** (fixed in app/websocket.py): after the outbox overflowed,
+  once per connection. The app runs with `ws_per_message_deflate=False` (app/server.py), which
+  websockets-sansio honours too (the capacity rows with the extension offered are the same size).
+- **A too-slow client never got its close frame** (fixed in app/websocket.py and app/ws_connection.py): after the outbox overflowed,
   `websocket.close()` waits behind the unread bytes, and the receive loop's next `receive_text()` raised
   Starlette's `WebSocketDisconnected`; the ASGI call ended with an error and uvicorn closed the socket
   without the 1013 frame. The endpoint now ends quietly and waits (up to 30 s) for the close frame.
