@@ -50,6 +50,14 @@ These notes explain the figures above; the figures themselves come only from the
   worker has been idle for a second; the longest collection during the jobs is now 2-4 ms (the
   "longest garbage collection" rows). The start-up hook that was meant to freeze the start-up objects
   ran before `engine.start` (NiceGUI runs async start-up handlers as tasks); fixed with it.
+- **Overhead at 100 subscribers sits at 1.03-1.06 against a 1.05 target** (three full runs of this
+  code: 1.043 and 1.064 with 7 pairs, 1.057 with 15; single pairs swing 0.93-1.13). Splitting one job
+  (12 pairs, stamps from the generation process): at 0 subscribers the server costs 1.017x, of which
+  the pipeline call itself 1.010x (the step callback and its pipe message) and ~10 ms outside it
+  (HTTP, SQLite, PNG, events); at 100 subscribers 1.034-1.063x, of which the pipeline call 1.021-1.052x
+  and ~17 ms outside it. The pipeline's own CPU time grows ~1.5 % and it sometimes waits 20-70 ms for
+  a core while the loop and the bench's 100 clients run on the other. Running the server at nice 5 did
+  not change the ratio (1.033) and wrecked the 1,000-subscriber latency (p99 137-289 ms).
 - **The machine is noisy.** Two cores are shared with other work. The "event-loop thread on a CPU /
   waiting for one" rows come from the kernel's schedstat for the server's loop thread during each
   measured job: a large "waiting" share means the thread was runnable and no core was free. Figures
