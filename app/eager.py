@@ -39,10 +39,6 @@ class Suspended(Generic[T]):
             except StopIteration as finished:
                 return finished.value
 
-    def close(self) -> None:
-        """Drop the rest without running it."""
-        self._coroutine.close()
-
 
 def start_eagerly(coroutine: Coroutine[Any, Any, T]) -> Suspended[T] | None:
     """Run `coroutine` until it finishes (None; its return value is dropped) or first suspends (the rest).

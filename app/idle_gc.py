@@ -25,7 +25,7 @@ RARER = 100
 
 def exempt_startup_objects() -> None:
     """Collect once, then move every surviving object (modules, NiceGUI, FastAPI, pydantic, the
-    engine) out of the collector's sight for good."""
+    engine as built so far) out of the collector's sight for good."""
     gc.collect()
     gc.freeze()
 

@@ -48,8 +48,9 @@ These notes explain the figures above; the figures themselves come only from the
 - **A full garbage collection took 65-85 ms with 1,000 connections open**, inside a job, in every
   3-job measurement. app/idle_gc.py makes automatic full collections 100x rarer and runs one when the
   worker has been idle for a second; the longest collection during the jobs is now 2-4 ms (the
-  "longest garbage collection" rows). The start-up hook that was meant to freeze the start-up objects
-  ran before `engine.start` (NiceGUI runs async start-up handlers as tasks); fixed with it.
+  "longest garbage collection" rows). Found on the way: NiceGUI runs async start-up handlers as tasks,
+  so a plain start-up hook runs before `engine.start` has built the worker; the collector's first
+  version asked for the worker there and never started (the bench showed the default thresholds).
 - **Overhead at 100 subscribers sits at 1.03-1.06 against a 1.05 target** (three full runs of this
   code: 1.043 and 1.064 with 7 pairs, 1.057 with 15; single pairs swing 0.93-1.13). Splitting one job
   (12 pairs, stamps from the generation process): at 0 subscribers the server costs 1.017x, of which
