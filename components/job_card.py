@@ -40,6 +40,17 @@ def queue_text(position: int | None) -> str:
     return "next in line" if position == 1 else f"#{position} in the queue"
 
 
+def status_line(job: LiveJob) -> str:
+    """The card's one line under the bar: queue position, "step 15/30 · about 3 s left", or the steps done."""
+    if job.status == "queued":
+        return queue_text(job.position)
+    if job.status == "running":
+        return " · ".join(part for part in (job.step_text, eta_text(job.eta_seconds)) if part)
+    if job.status == "completed":
+        return job.step_text
+    return ""  # failed or cancelled: the error line says it
+
+
 def job_card(
     job: LiveJob,
     *,
@@ -47,33 +58,29 @@ def job_card(
     on_open_image: OpenImage,
     on_dismiss: Callable[[LiveJob], None],
 ) -> ui.card:
-    """Build the card for `job` in the current container and return it."""
-    with ui.card().tight().classes("w-full job-card").mark(f"job-{job.session_id}") as card:
-        with ui.card_section().classes("w-full pb-1"):
-            with ui.row().classes("w-full items-start no-wrap gap-2"):
-                ui.label(job.prompt).classes("grow text-sm font-medium line-clamp-3 break-words min-w-0")
-                _status_chip(job)
-                ui.button(icon="stop_circle", on_click=lambda: on_cancel(job)).props('flat round dense size=sm title="Cancel" aria-label="Cancel"') \
-                    .mark("cancel").bind_visibility_from(job, "status", backward=_unfinished)
-                ui.button(icon="close", on_click=lambda: on_dismiss(job)).props('flat round dense size=sm title="Remove from this list" aria-label="Remove"') \
-                    .mark("dismiss") \
-                    .bind_visibility_from(job, "status", backward=lambda status: not _unfinished(status))
-        with ui.card_section().classes("w-full py-1"):
-            ui.linear_progress(show_value=False, size="6px").props("rounded instant-feedback") \
-                .mark("progress").bind_value_from(job, "progress") \
-                .bind_visibility_from(job, "status", backward=lambda status: status in ("queued", "running", "completed"))
-            with ui.row().classes("w-full justify-between text-xs opacity-70 pt-1"):
-                ui.label().mark("step").bind_text_from(job, "step", backward=lambda _: job.step_text) \
-                    .bind_visibility_from(job, "status", backward=lambda status: status != "queued")
-                ui.label().mark("queue-position").bind_text_from(job, "position", backward=queue_text) \
-                    .bind_visibility_from(job, "status", backward=lambda status: status == "queued")
-                ui.label().mark("eta").bind_text_from(job, "eta_seconds", backward=eta_text) \
-                    .bind_visibility_from(job, "status", backward=lambda status: status == "running")
-            ui.label().classes("text-sm text-negative whitespace-pre-wrap break-words").mark("error") \
-                .bind_text_from(job, "error").bind_visibility_from(job, "status", backward=lambda s: s == "failed")
-        with ui.card_section().classes("w-full pt-1"):
-            _preview(job)
-            _images(job, on_open_image)
+    """Build the card for `job` in the current container and return it.
+
+    Every open tab builds one per new job on the event loop, so it is kept to a dozen elements: NiceGUI
+    spent ~20 ms on the 17 of an earlier version (bench/bench_ui.py, docs/ui.md)."""
+    with ui.card().classes("w-full job-card gap-2").mark(f"job-{job.session_id}") as card:
+        with ui.row().classes("w-full items-start no-wrap gap-2"):
+            ui.label(job.prompt).classes("grow text-sm font-medium line-clamp-3 break-words min-w-0")
+            _status_chip(job)
+            ui.button(icon="stop_circle", on_click=lambda: on_cancel(job)).props('flat round dense size=sm title="Cancel" aria-label="Cancel"') \
+                .mark("cancel").bind_visibility_from(job, "status", backward=_unfinished)
+            ui.button(icon="close", on_click=lambda: on_dismiss(job)).props('flat round dense size=sm title="Remove from this list" aria-label="Remove"') \
+                .mark("dismiss") \
+                .bind_visibility_from(job, "status", backward=lambda status: not _unfinished(status))
+        ui.linear_progress(show_value=False, size="6px").props("rounded instant-feedback") \
+            .mark("progress").bind_value_from(job, "progress") \
+            .bind_visibility_from(job, "status", backward=lambda status: status in ("queued", "running", "completed"))
+        line = ui.label().classes("text-xs opacity-70").mark("status-line")
+        for field in ("status", "step", "position", "eta_seconds"):
+            line.bind_text_from(job, field, backward=lambda _: status_line(job))
+        ui.label().classes("text-sm text-negative whitespace-pre-wrap break-words").mark("error") \
+            .bind_text_from(job, "error").bind_visibility_from(job, "status", backward=lambda s: s == "failed")
+        _preview(job)
+        _images(job, on_open_image)
     return card
 
 

@@ -1,0 +1,20 @@
+"""The one status line under a job card's bar, for each state of the job."""
+from __future__ import annotations
+
+from app.live_jobs import LiveJob
+from components.job_card import status_line
+
+
+def test_status_line_follows_the_job():
+    job = LiveJob(session_id="s", status="queued", position=1)
+    assert status_line(job) == "next in line"
+    job.position = 3
+    assert status_line(job) == "#3 in the queue"
+    job.status, job.step, job.total_steps, job.eta_seconds = "running", 15, 30, 2.6
+    assert status_line(job) == "step 15/30 · about 3 s left"
+    job.eta_seconds = None
+    assert status_line(job) == "step 15/30"
+    job.status, job.step = "completed", 30
+    assert status_line(job) == "step 30/30"
+    job.status = "failed"
+    assert status_line(job) == ""  # the error line speaks instead
