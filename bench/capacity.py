@@ -16,17 +16,8 @@ import time
 
 import httpx
 
-from .common import (
-    Context,
-    Row,
-    Server,
-    connect_many,
-    job_body,
-    post_job,
-    raise_open_files,
-    subscribe_all,
-    wait_terminals,
-)
+from .common import Context, Row, Server, job_body, raise_open_files
+from .ws_client import connect_many, post_job, subscribe_all, wait_terminals
 
 
 async def hold(server: Server, count: int, jobs: int, steps: int, deflate: bool) -> dict[str, float]:

@@ -1,6 +1,6 @@
 """Progress latency: from the diffusion callback firing (server) to each /ws client having the message.
 
-The server runs with the bench-only hooks of `bench.common` (callback `perf_counter` per seq); the
+The server runs with the bench-only hooks of `bench.hooked_server` (callback `perf_counter` per seq); the
 clients stamp `perf_counter` as the bytes arrive. Same machine, same CLOCK_MONOTONIC.
 For each subscriber count: a long "blocker" job runs while every client subscribes to the measured
 job, the blocker is cancelled, and the measured job runs with all of them watching.
@@ -16,19 +16,8 @@ from typing import Any
 
 import httpx
 
-from .common import (
-    Context,
-    Row,
-    Server,
-    WsClient,
-    connect_many,
-    job_body,
-    percentile,
-    post_job,
-    raise_open_files,
-    subscribe_all,
-    wait_terminals,
-)
+from .common import Context, Row, Server, job_body, percentile, raise_open_files
+from .ws_client import WsClient, connect_many, post_job, subscribe_all, wait_terminals
 
 TARGETS_MS = {100: 20.0, 1000: 100.0}
 # With 100 subscribers one step is 1/30 of a job's samples: a single late step (the machine is shared)

@@ -12,7 +12,8 @@ import asyncio
 
 import httpx
 
-from .common import Context, Row, Server, WsClient, job_body, median, subscribe_all, wait_terminals
+from .common import Context, Row, Server, job_body, median
+from .ws_client import WsClient, subscribe_all, wait_terminals
 
 
 async def queue_run(server: Server, jobs: int, steps: int) -> tuple[list[float], ...]:

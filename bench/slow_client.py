@@ -17,18 +17,8 @@ import json
 
 import httpx
 
-from .common import (
-    Context,
-    Row,
-    Server,
-    WsClient,
-    connect_many,
-    job_body,
-    percentile,
-    post_job,
-    subscribe_all,
-    wait_terminals,
-)
+from .common import Context, Row, Server, job_body, percentile
+from .ws_client import WsClient, connect_many, post_job, subscribe_all, wait_terminals
 from .latency import progress_latencies
 
 
@@ -127,7 +117,7 @@ def run(ctx: Context, server: Server) -> list[Row]:
     rows = [
         Row("slow client", "generation time: without / with a stalled client",
             f"{before['generation']:.3f} / {during['generation']:.3f}", "s", note=f"ratio {ratio:.3f}"),
-        Row("slow client", f"other clients' progress latency p99: without / with", 
+        Row("slow client", "other clients' progress latency p99: without / with",
             f"{before['p99']:.2f} / {during['p99']:.2f}", "ms",
             note=f"max {before['max']:.2f} / {during['max']:.2f} ms; {normal} clients"),
         Row("slow client", "stalled client's outbox, most messages waiting during the job",

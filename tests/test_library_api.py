@@ -103,3 +103,15 @@ def test_compile_option_compiles_the_denoiser_in_place(model_dir):
     plain = ArtworkGenerator(model_id=str(model_dir), device="cpu")
     plain.load_model()
     assert getattr(plain.pipeline.unet, "_compiled_call_impl", None) is None
+
+
+def test_each_job_gets_its_own_unstepped_scheduler(model_dir):
+    generator = ArtworkGenerator(str(model_dir), device="cpu", cpu_threads=1)
+    generator.load_model()
+    first = generator.generate(prompt="a lighthouse", num_inference_steps=3, seed=5, scheduler="dpmpp_2m")
+    used = generator.pipeline.scheduler
+    generator.generate(prompt="a lighthouse", num_inference_steps=2, seed=6, scheduler="dpmpp_2m")
+    assert generator.pipeline.scheduler is not used, "a job must not step the previous job's scheduler"
+    again = generator.generate(prompt="a lighthouse", num_inference_steps=3, seed=5, scheduler="dpmpp_2m")
+    assert again[0].tobytes() == first[0].tobytes()
+    assert type(generator.pipeline.scheduler).__name__ == "DPMSolverMultistepScheduler"
