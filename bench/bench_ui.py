@@ -288,11 +288,19 @@ def wait_for_end(base_url: str, session_id: str) -> None:
 
 
 def browser_executable(work: Path, nice: bool) -> str:
-    """Debian's chromium, or a wrapper that starts it at the lowest CPU priority."""
+    """Debian's chromium, or a wrapper that starts it at the lowest CPU priority.
+
+    Playwright starts the browser in a session of its own, and Linux schedules each session as one
+    group (autogroup) with an equal share of the CPU against the server's: `nice` alone acts only
+    inside the browser's group, so the wrapper lowers the group's own priority too."""
     if not nice:
         return "/usr/bin/chromium"
     wrapper = work / "chromium-nice"
-    wrapper.write_text('#!/bin/sh\nexec nice -n 19 /usr/bin/chromium "$@"\n')
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        "[ -w /proc/self/autogroup ] && echo 19 > /proc/self/autogroup\n"
+        'exec nice -n 19 /usr/bin/chromium "$@"\n'
+    )
     wrapper.chmod(0o755)
     return str(wrapper)
 

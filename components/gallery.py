@@ -1,8 +1,11 @@
-"""Everything ever generated, newest first, paged; refreshed in place when any job completes.
+"""Everything ever generated, newest first, paged; kept current in place when any job completes.
 
 The gallery reads pages from the engine's store (`store.gallery(offset, limit, images_dir)`), the same
 call `GET /api/gallery` makes, so images from other tabs and from API clients appear too. It is told
-about new images by a hook the page registers with `LiveJobs.completion_hooks`.
+about new images by a hook the page registers with `LiveJobs.completion_hooks`: on the first page the
+finished job's thumbnails go on top and the page's last ones drop off (a few elements per open tab);
+the page is rebuilt from the store only where its shape changes (first images, another page of pages)
+or another page is open.
 """
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ from typing import Protocol
 
 from nicegui import ui
 
-from app.protocol import GalleryItem, GenerationMetadata
+from app.protocol import GalleryItem, GenerationComplete, GenerationMetadata
 
 
 class GalleryStore(Protocol):
@@ -34,6 +37,9 @@ class Gallery:
         self.page = 1
         self.total = 0
         self.unseen = 0
+        self.count_label: ui.label | None = None
+        self.grid: ui.element | None = None
+        self.thumbnails: dict[str, ui.image] = {}  # image name -> its thumbnail on the open page
         self.render()
 
     @property
@@ -46,17 +52,42 @@ class Gallery:
             self.unseen = 0
         self.render.refresh()
 
-    def on_new_images(self, _event: object = None) -> None:
+    def on_new_images(self, event: GenerationComplete | None = None) -> None:
         """A job finished somewhere: show its images now if the first page is open, else count them."""
         if self.page != 1:
             self.unseen += 1
-        self.render.refresh()
+        if self.page != 1 or event is None or not self._put_on_top(event):
+            self.render.refresh()
+
+    def _put_on_top(self, event: GenerationComplete) -> bool:
+        """Prepend the job's thumbnails to the open first page; False where the page must be rebuilt.
+
+        A full rebuild costs a tab ~10 ms of the event loop (a store query and 24 thumbnails), per
+        finished job and open tab; this is one thumbnail per image."""
+        if self.grid is None or self.count_label is None:
+            return False  # no grid yet: the first images replace the empty placeholder
+        new = [url for url in event.image_urls if url.rsplit("/", 1)[-1] not in self.thumbnails]
+        total = self.total + len(new)
+        if -(-total // self.page_size) != self.pages:
+            return False  # the pagination changes
+        self.total = total
+        for url in reversed(new):
+            with self.grid:
+                thumbnail = self._thumbnail(url.rsplit("/", 1)[-1], url, event.metadata)
+            thumbnail.move(self.grid, target_index=0)
+        names = {id(thumbnail): name for name, thumbnail in self.thumbnails.items()}
+        for dropped in list(self.grid)[self.page_size:]:
+            self.thumbnails.pop(names[id(dropped)]).delete()
+        self.count_label.set_text(_count_text(self.total))
+        return True
 
     @ui.refreshable_method
     def render(self) -> None:
         items, self.total = self.store.gallery((self.page - 1) * self.page_size, self.page_size, self.images_dir)
+        self.count_label = self.grid = None
+        self.thumbnails = {}
         with ui.row().classes("w-full items-center justify-between"):
-            ui.label(_count_text(self.total)).classes("text-sm opacity-70").mark("gallery-count")
+            self.count_label = ui.label(_count_text(self.total)).classes("text-sm opacity-70").mark("gallery-count")
             if self.unseen and self.page != 1:
                 ui.button("New images", icon="arrow_upward", on_click=lambda: self.show_page(1)) \
                     .props("flat dense no-caps").mark("gallery-new")
@@ -65,22 +96,25 @@ class Gallery:
                 ui.icon("photo_library", size="2.5rem")
                 ui.label("Your images will gather here.")
             return
-        with ui.element("div").classes("w-full grid gap-2 grid-cols-3 sm:grid-cols-4 xl:grid-cols-6").mark("gallery"):
+        with ui.element("div").classes("w-full grid gap-2 grid-cols-3 sm:grid-cols-4 xl:grid-cols-6").mark("gallery") \
+                as self.grid:
             for item in items:
-                self._thumbnail(item)
+                self._thumbnail(item.name, item.url, item.metadata)
         if self.pages > 1:
             with ui.row().classes("w-full justify-center"):
                 ui.pagination(1, self.pages, direction_links=True, value=self.page, on_change=lambda e: self.show_page(e.value)) \
                     .props("max-pages=7 boundary-numbers").mark("gallery-pages")
 
-    def _thumbnail(self, item: GalleryItem) -> None:
+    def _thumbnail(self, name: str, url: str, metadata: GenerationMetadata) -> ui.image:
         def open_item() -> None:
-            self.on_open(item.url, item.metadata)
+            self.on_open(url, metadata)
 
-        thumbnail = ui.image(item.url).props("fit=cover no-transition tabindex=0 role=button") \
+        thumbnail = ui.image(url).props("fit=cover no-transition tabindex=0 role=button") \
             .classes("w-full aspect-square rounded cursor-pointer gallery-thumb") \
-            .mark(f"gallery-thumb {item.name}").on("click", open_item).on("keydown.enter", open_item)
-        thumbnail.props["alt"] = thumbnail.props["title"] = item.metadata.prompt  # no tooltip elements: cheap
+            .mark(f"gallery-thumb {name}").on("click", open_item).on("keydown.enter", open_item)
+        thumbnail.props["alt"] = thumbnail.props["title"] = metadata.prompt  # no tooltip elements: cheap
+        self.thumbnails[name] = thumbnail
+        return thumbnail
 
 
 def _count_text(total: int) -> str:

@@ -41,14 +41,17 @@ def queue_text(position: int | None) -> str:
 
 
 def status_line(job: LiveJob) -> str:
-    """The card's one line under the bar: queue position, "step 15/30 · about 3 s left", or the steps done."""
+    """The card's one line under the bar: queue position, "step 15/30 · about 3 s left", the steps done, or
+    why the job failed."""
     if job.status == "queued":
         return queue_text(job.position)
     if job.status == "running":
         return " · ".join(part for part in (job.step_text, eta_text(job.eta_seconds)) if part)
     if job.status == "completed":
         return job.step_text
-    return ""  # failed or cancelled: the error line says it
+    if job.status == "failed":
+        return job.error
+    return ""  # cancelled: the chip says it
 
 
 def job_card(
@@ -60,25 +63,17 @@ def job_card(
 ) -> ui.card:
     """Build the card for `job` in the current container and return it.
 
-    Every open tab builds one per new job on the event loop, so it is kept to a dozen elements: NiceGUI
-    spent ~20 ms on the 17 of an earlier version (bench/bench_ui.py, docs/ui.md)."""
+    Every open tab builds one per new job on the event loop, so it is kept to nine elements (plus one per
+    image): NiceGUI spent ~20 ms on the 17 of an earlier version (bench/bench_ui.py, docs/ui.md)."""
     with ui.card().classes("w-full job-card gap-2").mark(f"job-{job.session_id}") as card:
         with ui.row().classes("w-full items-start no-wrap gap-2"):
             ui.label(job.prompt).classes("grow text-sm font-medium line-clamp-3 break-words min-w-0")
             _status_chip(job)
-            ui.button(icon="stop_circle", on_click=lambda: on_cancel(job)).props('flat round dense size=sm title="Cancel" aria-label="Cancel"') \
-                .mark("cancel").bind_visibility_from(job, "status", backward=_unfinished)
-            ui.button(icon="close", on_click=lambda: on_dismiss(job)).props('flat round dense size=sm title="Remove from this list" aria-label="Remove"') \
-                .mark("dismiss") \
-                .bind_visibility_from(job, "status", backward=lambda status: not _unfinished(status))
+            _cancel_or_dismiss_button(job, on_cancel, on_dismiss)
         ui.linear_progress(show_value=False, size="6px").props("rounded instant-feedback") \
             .mark("progress").bind_value_from(job, "progress") \
             .bind_visibility_from(job, "status", backward=lambda status: status in ("queued", "running", "completed"))
-        line = ui.label().classes("text-xs opacity-70").mark("status-line")
-        for field in ("status", "step", "position", "eta_seconds"):
-            line.bind_text_from(job, field, backward=lambda _: status_line(job))
-        ui.label().classes("text-sm text-negative whitespace-pre-wrap break-words").mark("error") \
-            .bind_text_from(job, "error").bind_visibility_from(job, "status", backward=lambda s: s == "failed")
+        _status_line(job)
         _preview(job)
         _images(job, on_open_image)
     return card
@@ -86,6 +81,38 @@ def job_card(
 
 def _unfinished(status: str) -> bool:
     return status in ("queued", "running")
+
+
+def _cancel_or_dismiss_button(
+    job: LiveJob, on_cancel: Callable[[LiveJob], None], on_dismiss: Callable[[LiveJob], None]
+) -> None:
+    """Stop while the job is queued or running; afterwards the same button removes the card from this list."""
+
+    def press() -> None:
+        (on_cancel if _unfinished(job.status) else on_dismiss)(job)
+
+    button = ui.button(icon="stop_circle", on_click=press).props("flat round dense size=sm").mark("cancel dismiss")
+
+    def look(status: str) -> bool:
+        label = "Cancel" if _unfinished(status) else "Remove from this list"
+        icon = "stop_circle" if _unfinished(status) else "close"
+        button.props(f'icon={icon} title="{label}" aria-label="{label}"')
+        return True
+
+    button.bind_visibility_from(job, "status", backward=look)
+
+
+def _status_line(job: LiveJob) -> None:
+    line = ui.label().classes("text-xs whitespace-pre-wrap break-words").mark("status-line")
+
+    def text(_: object) -> str:
+        failed = job.status == "failed"
+        line.classes(add="text-negative text-sm" if failed else "opacity-70",
+                     remove="opacity-70" if failed else "text-negative text-sm")
+        return status_line(job)
+
+    for field in ("status", "step", "position", "eta_seconds", "error"):
+        line.bind_text_from(job, field, backward=text)
 
 
 def _status_chip(job: LiveJob) -> None:

@@ -17,4 +17,8 @@ def test_status_line_follows_the_job():
     job.status, job.step = "completed", 30
     assert status_line(job) == "step 30/30"
     job.status = "failed"
-    assert status_line(job) == ""  # the error line speaks instead
+    assert status_line(job) == ""  # the chip says "Failed" until the error arrives
+    job.error = "Out of memory"
+    assert status_line(job) == "Out of memory"
+    job.status = "cancelled"
+    assert status_line(job) == ""  # the chip says it

@@ -170,3 +170,17 @@ async def test_a_failed_job_says_why_and_the_header_follows_the_model(user: User
         user.find(marker="cancel").click()
         await user.should_see("Cancelled", retries=JOB_TIMEOUT_RETRIES)
     await user.should_see(marker="model-state", content="Ready", retries=JOB_TIMEOUT_RETRIES)
+
+
+async def test_gallery_puts_a_new_image_on_top_without_rebuilding_the_page(user: User) -> None:
+    await open_studio(user)
+    first = await fill_and_generate(user, "the first picture", steps=2)
+    await user.should_see("1 image", retries=JOB_TIMEOUT_RETRIES)
+    first_thumbnail = element(user, "gallery-thumb")
+    second = await fill_and_generate(user, "the second picture", steps=2)
+    await user.should_see("2 images", retries=JOB_TIMEOUT_RETRIES)
+    shown = list(element(user, "gallery"))
+    assert [thumbnail.source for thumbnail in shown] == [
+        engine().job_view(second).image_urls[0], engine().job_view(first).image_urls[0]
+    ], "newest first"
+    assert shown[1] is first_thumbnail, "the page was rebuilt instead of the new image put on top"
