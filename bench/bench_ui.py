@@ -19,6 +19,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -338,40 +340,52 @@ def main(argv: list[str] | None = None) -> None:
     run_bench(args)
 
 
-def run_bench(args: argparse.Namespace) -> None:
-    import os
-
-    from playwright.sync_api import sync_playwright
-
+@contextmanager
+def studio_server(work: Path, model: str | None = None, switch_interval: float | None = None,
+                  slow_callback_ms: float | None = None, port: int = 0) -> Iterator[str]:
+    """This file's server (the app plus the loop probe) in a child process; yields its base URL."""
     from tests.server_process import free_port
 
-    work = Path(tempfile.mkdtemp(prefix="bench-ui-"))
-    model = args.model
     if model is None:
         from app.tiny_models import build_tiny_pipeline
 
         model = str(build_tiny_pipeline("sd", work / "tiny-sd"))
-    port = args.port or free_port()
+    port = port or free_port()
     base_url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "AI_ARTIST_MODEL__CPU_THREADS": os.environ.get("AI_ARTIST_MODEL__CPU_THREADS", "1")}
     command = [sys.executable, __file__, "--serve", "--port", str(port), "--data-dir", str(work / "data"), "--model", model]
-    if args.switch_interval:
-        command += ["--switch-interval", str(args.switch_interval)]
-    if args.slow_callback_ms:
-        command += ["--slow-callback-ms", str(args.slow_callback_ms)]
-    log = (work / "server.log").open("wb")
-    server = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        wait_for_server(base_url, server)
+    if switch_interval:
+        command += ["--switch-interval", str(switch_interval)]
+    if slow_callback_ms:
+        command += ["--slow-callback-ms", str(slow_callback_ms)]
+    work.mkdir(parents=True, exist_ok=True)
+    with (work / "server.log").open("wb") as log:
+        server = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            wait_for_server(base_url, server)
+            yield base_url
+        finally:
+            server.terminate()
+            server.wait(20)
+
+
+def launch_browser(playwright, work: Path, nice: bool):
+    if not Path("/usr/bin/chromium").exists():
+        raise RuntimeError("the studio bench drives Debian's chromium: apt-get install -y chromium")
+    return playwright.chromium.launch(executable_path=browser_executable(work, nice), args=CHROMIUM_ARGS)
+
+
+def run_bench(args: argparse.Namespace) -> None:
+    from playwright.sync_api import sync_playwright
+
+    work = Path(tempfile.mkdtemp(prefix="bench-ui-"))
+    with studio_server(work, args.model, args.switch_interval, args.slow_callback_ms, args.port) as base_url:
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=browser_executable(work, args.nice_browser), args=CHROMIUM_ARGS)
+            browser = launch_browser(playwright, work, args.nice_browser)
             measure(base_url, browser, 1, args.steps)  # warm-up: first page build, first job
             results = [measure(base_url, browser, 0, args.steps), measure(base_url, browser, args.tabs, args.steps)]
             browser.close()
-        previews = httpx.get(base_url + "/api/health").json()
-    finally:
-        server.terminate()
-        server.wait(20)
+        model_id = httpx.get(base_url + "/api/health").json()["model"]["id"]
     print(HEADER)
     for result in results:
         print(result.row())
@@ -384,7 +398,7 @@ def run_bench(args: argparse.Namespace) -> None:
         busy = {program: seconds for program, seconds in result.cpu_seconds.items() if seconds > 0}
         print(f"{result.tabs} tabs, CPU seconds used during the {result.seconds:.1f} s job (2 cores: "
               f"{2 * result.seconds:.1f} s available):", json.dumps(busy))
-    print(json.dumps({"model": previews["model"]["id"], "server_log": str(work / "server.log")}))
+    print(json.dumps({"model": model_id, "server_log": str(work / "server.log")}))
 
 
 if __name__ == "__main__":  # not "__mp_main__": the generation process must not run the app

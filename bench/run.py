@@ -17,10 +17,10 @@ import time
 import traceback
 from pathlib import Path
 
-from . import capacity, latency, overhead, queue_gap, slow_client, startup
+from . import capacity, latency, overhead, queue_gap, slow_client, startup, studio
 from .common import PROJECT_ROOT, WORK_ROOT, Context, Row, Server, default_model, machine, model_label, raise_open_files
 
-BENCHES = ["startup", "overhead", "latency", "queue_gap", "slow_client", "capacity"]
+BENCHES = ["startup", "overhead", "latency", "queue_gap", "slow_client", "capacity", "studio"]
 FINDINGS = """## What the profiles found (py-spy, schedstat; 2026-11-27, on this machine)
 
 These notes explain the figures above; the figures themselves come only from the run.
@@ -151,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 if name == "startup":
                     rows += startup.run(ctx)
+                elif name == "studio":
+                    rows += studio.run(ctx)  # its own server (with a loop probe) and chromium
                 elif name == "capacity" and not ctx.smoke:
                     rows += capacity.run(ctx)  # fresh servers: RSS growth must not hide in freed memory
                 else:

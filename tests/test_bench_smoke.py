@@ -10,7 +10,7 @@ import sys
 
 from tests.server_process import PROJECT_ROOT
 
-BENCHES = ("start-up", "overhead", "progress latency", "queue", "slow client", "capacity")
+BENCHES = ("start-up", "overhead", "progress latency", "queue", "slow client", "capacity", "studio")
 NUMBER = re.compile(r"^-?\d+(\.\d+)?( / -?\d+(\.\d+)?)?$")
 
 
