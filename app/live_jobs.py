@@ -132,6 +132,16 @@ class StudioStatus:
         self.downloading = True
 
 
+async def next_loop_turn() -> None:
+    """Resume only after the loop has served the sockets and timers that became ready meanwhile.
+
+    One `asyncio.sleep(0)` is not enough: asyncio runs what was queued with `call_soon` ahead of the
+    timers and sockets that fell due since, so two pages' hooks (a job card each, ~8 ms) could run back
+    to back before any of them (bench/bench_ui.py: the loop's busiest 5 ms window held two cards)."""
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+
+
 class Hooks(Generic[HookArgument]):
     """Callbacks of the open pages, run one page at a time by a task that yields between pages.
 
@@ -159,7 +169,7 @@ class Hooks(Generic[HookArgument]):
     async def _run_all(self, hooks: tuple[Callable[[HookArgument], None], ...], argument: HookArgument) -> None:
         for hook in hooks:
             self.run(hook, argument)
-            await asyncio.sleep(0)  # let the loop serve sockets and timers before the next page
+            await next_loop_turn()  # the loop serves sockets and timers before the next page
 
     def run(self, hook: Callable[[HookArgument], None], argument: HookArgument) -> None:
         if hook not in self._hooks:
