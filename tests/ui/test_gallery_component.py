@@ -40,13 +40,19 @@ def shown(gallery: Gallery) -> list[str]:
     return [thumbnail.source for thumbnail in gallery.grid]
 
 
-async def test_new_images_go_on_top_and_the_oldest_drop_off(user: User) -> None:
+async def gallery_of_four_jobs(user: User) -> tuple[ListStore, Gallery]:
+    """A gallery of 3 per page on the studio's page, over a store of four one-image jobs."""
     await user.open("/")
     store = ListStore()
     for number in range(4):
         store.add_job(f"job{number}")
     with user.client, ui.column():
         gallery = Gallery(store, Path("."), on_open=lambda url, metadata: None, page_size=3)
+    return store, gallery
+
+
+async def test_new_images_go_on_top_and_the_oldest_drop_off(user: User) -> None:
+    store, gallery = await gallery_of_four_jobs(user)
     assert shown(gallery) == ["/images/job3-0.png", "/images/job2-0.png", "/images/job1-0.png"]
     kept = list(gallery.grid)[:2]
 
@@ -68,12 +74,8 @@ async def test_new_images_go_on_top_and_the_oldest_drop_off(user: User) -> None:
 
 
 async def test_on_another_page_new_images_are_counted_not_shown(user: User) -> None:
-    await user.open("/")
-    store = ListStore()
-    for number in range(4):
-        store.add_job(f"job{number}")
-    with user.client, ui.column():
-        gallery = Gallery(store, Path("."), on_open=lambda url, metadata: None, page_size=3)
+    store, gallery = await gallery_of_four_jobs(user)
+    with user.client:
         gallery.show_page(2)
     await user.should_not_see(marker="job3-0.png")
     assert shown(gallery) == ["/images/job0-0.png"]
