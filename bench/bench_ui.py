@@ -352,7 +352,8 @@ def studio_server(work: Path, model: str | None = None, switch_interval: float |
         model = str(build_tiny_pipeline("sd", work / "tiny-sd"))
     port = port or free_port()
     base_url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "AI_ARTIST_MODEL__CPU_THREADS": os.environ.get("AI_ARTIST_MODEL__CPU_THREADS", "1")}
+    inherited = {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}  # NiceGUI's test mode
+    env = {**inherited, "AI_ARTIST_MODEL__CPU_THREADS": os.environ.get("AI_ARTIST_MODEL__CPU_THREADS", "1")}
     command = [sys.executable, __file__, "--serve", "--port", str(port), "--data-dir", str(work / "data"), "--model", model]
     if switch_interval:
         command += ["--switch-interval", str(switch_interval)]
