@@ -344,6 +344,7 @@ def main(argv: list[str] | None = None) -> None:
 def studio_server(work: Path, model: str | None = None, switch_interval: float | None = None,
                   slow_callback_ms: float | None = None, port: int = 0) -> Iterator[str]:
     """This file's server (the app plus the loop probe) in a child process; yields its base URL."""
+    from bench.common import server_environment
     from tests.server_process import free_port
 
     if model is None:
@@ -352,8 +353,7 @@ def studio_server(work: Path, model: str | None = None, switch_interval: float |
         model = str(build_tiny_pipeline("sd", work / "tiny-sd"))
     port = port or free_port()
     base_url = f"http://127.0.0.1:{port}"
-    inherited = {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}  # NiceGUI's test mode
-    env = {**inherited, "AI_ARTIST_MODEL__CPU_THREADS": os.environ.get("AI_ARTIST_MODEL__CPU_THREADS", "1")}
+    env = server_environment({"AI_ARTIST_MODEL__CPU_THREADS": os.environ.get("AI_ARTIST_MODEL__CPU_THREADS", "1")})
     command = [sys.executable, __file__, "--serve", "--port", str(port), "--data-dir", str(work / "data"), "--model", model]
     if switch_interval:
         command += ["--switch-interval", str(switch_interval)]

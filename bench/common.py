@@ -128,6 +128,13 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def server_environment(overrides: dict[str, str]) -> dict[str, str]:
+    """This process's environment for a server child, minus pytest's marker: with it, NiceGUI's
+    `ui.run` goes into its test mode and asks for a screen-test port (the smoke test runs the benches)."""
+    inherited = {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
+    return {**inherited, "PYTHONUNBUFFERED": "1", **overrides}
+
+
 class Server:
     """`python -m app` (or the hooked variant) on a free loopback port, one thread for torch."""
 
@@ -145,8 +152,7 @@ class Server:
     def start(self, wait: str | None = "model", timeout: float = 120) -> "Server":
         self.port = free_port()
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        inherited = {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
-        env = {**inherited, "AI_ARTIST_MODEL__CPU_THREADS": "1", "PYTHONUNBUFFERED": "1", **self.env}
+        env = server_environment({"AI_ARTIST_MODEL__CPU_THREADS": "1", **self.env})
         flags = ["--port", str(self.port), "--data-dir", str(self.data_dir), "--model", str(self.model)]
         command = [sys.executable, "-m", "bench.hooked_server", *flags] if self.hooked else [
             sys.executable, "-m", "app", *flags]
