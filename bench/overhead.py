@@ -124,6 +124,11 @@ class Condition:
     label: str
     clients: ClientThread  # where its subscribers live
 
+    @property
+    def pool(self) -> tuple[int, int]:
+        """Conditions on the same server with the same client thread share one set of connections."""
+        return id(self.server), id(self.clients)
+
 
 # The subscribers stand in for watchers on other machines: a bench thread at nice 10 takes the CPU the
 # server and the model leave. One extra condition keeps them at the server's priority, to show what
@@ -160,14 +165,12 @@ def run(ctx: Context, server: Server) -> list[Row]:
         plain.wait_until(lambda h: h["model"]["state"] == "ready")
         clients: dict[tuple[int, int], list] = {}
         for condition in conditions:
-            key = (id(condition.server), id(condition.clients))
-            wanted = max(c.subscribers for c in conditions if (id(c.server), id(c.clients)) == key)
-            if key not in clients:
-                clients[key] = condition.clients.run(connect_many(condition.server.port, wanted))
+            if condition.pool not in clients:
+                wanted = max(c.subscribers for c in conditions if c.pool == condition.pool)
+                clients[condition.pool] = condition.clients.run(connect_many(condition.server.port, wanted))
         bare.run(steps, 0)  # warm-up all
-        for key, group in clients.items():
-            condition = next(c for c in conditions if (id(c.server), id(c.clients)) == key)
-            condition.clients.run(through_server(condition.server, group[:1], steps, 0, True))
+        for condition in {c.pool: c for c in conditions}.values():
+            condition.clients.run(through_server(condition.server, clients[condition.pool][:1], steps, 0, True))
         ratios: dict[str, list[float]] = {c.label: [] for c in conditions}
         times: dict[str, list[float]] = {c.label: [] for c in conditions}
         previews_seen: dict[str, int] = {c.label: 0 for c in conditions}
@@ -179,7 +182,7 @@ def run(ctx: Context, server: Server) -> list[Row]:
                 seed = 100 + rep
                 bare_seconds = bare.run(steps, seed)
                 cpu_before = condition.server.cpu_wait_ms()
-                subscribers = clients[(id(condition.server), id(condition.clients))][: condition.subscribers]
+                subscribers = clients[condition.pool][: condition.subscribers]
                 seconds, seen = condition.clients.run(
                     through_server(condition.server, subscribers, steps, seed, condition.previews)
                 )
@@ -190,7 +193,7 @@ def run(ctx: Context, server: Server) -> list[Row]:
                 bare_times.append(bare_seconds)
                 times[condition.label].append(seconds)
                 ratios[condition.label].append(seconds / bare_seconds)
-        for key, group in clients.items():
+        for group in clients.values():
             for client in group:
                 client.close()
     finally:
