@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> None:
             settings.model.base_model = args.model
     except (ConfigError, ValueError) as error:
         sys.exit(f"ai-artist: {error}")
-    from .server import run
+    from .web.server import run
 
     run(settings)
 

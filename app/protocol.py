@@ -5,7 +5,7 @@ docs/protocol.md is generated from these models (`python -m app.protocol_doc`).
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal, Union, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
@@ -206,6 +206,12 @@ ClientMessage = Annotated[
     Union[PingMessage, SubscribeMessage, UnsubscribeMessage, CancelMessage], Field(discriminator="type")
 ]
 client_message_adapter: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)
+
+
+def client_message_types() -> tuple[str, ...]:
+    """The `type` of every message a client may send, in the order of the `ClientMessage` union."""
+    union = get_args(ClientMessage)[0]
+    return tuple(get_args(model.model_fields["type"].annotation)[0] for model in get_args(union))
 
 
 # --------------------------------------------------------------------------- server -> client

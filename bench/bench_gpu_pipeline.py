@@ -31,7 +31,7 @@ from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from app.previews import PreviewDecoder, encode_jpeg  # noqa: E402
+from app.pipeline.previews import PreviewDecoder, encode_jpeg  # noqa: E402
 
 TOKENIZER = ROOT / "assets" / "models" / "ai-artist-tiny" / "tokenizer"
 

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/bench_ui.py [--tabs 5] [--steps 30] [--model DIR]
 
-Starts the real app in a child process (this file with --serve: `app.server.build` plus a loop-lag probe
+Starts the real app in a child process (this file with --serve: `app.web.server.build` plus a loop-lag probe
 at /bench/loop), opens N studio tabs in chromium, submits one job over REST with previews on, and waits
 until every tab shows the image. It prints, for 0 tabs and for N tabs: the longest event-loop stall and
 the 99th percentile of stalls while the job ran (a 5 ms probe measures how late it wakes), and per tab
@@ -123,7 +123,7 @@ def serve(port: int, data_dir: Path, model: str, switch_interval: float | None, 
     from nicegui import background_tasks, ui
 
     from app.config import load_config
-    from app.server import build
+    from app.web.server import build
 
     if switch_interval:
         sys.setswitchinterval(switch_interval)
@@ -148,7 +148,7 @@ def serve(port: int, data_dir: Path, model: str, switch_interval: float | None, 
 
 def instrument_live_jobs(probe: LoopProbe) -> None:
     """Time each bus event's trip through `LiveJobs` (binding propagation and page hooks included)."""
-    from app.live_jobs import Hooks, LiveJobs
+    from app.ui.live_jobs import Hooks, LiveJobs
 
     original = LiveJobs._on_event
 
@@ -348,7 +348,7 @@ def studio_server(work: Path, model: str | None = None, switch_interval: float |
     from tests.server_process import free_port
 
     if model is None:
-        from app.tiny_models import build_tiny_pipeline
+        from app.testing.tiny_models import build_tiny_pipeline
 
         model = str(build_tiny_pipeline("sd", work / "tiny-sd"))
     port = port or free_port()

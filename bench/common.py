@@ -55,7 +55,7 @@ def default_model(work: Path = WORK_ROOT) -> Path:
         return EMBEDDED_MODEL
     path = work / "tiny-sd"
     if not (path / "model_index.json").is_file():
-        from app.tiny_models import build_tiny_pipeline
+        from app.testing.tiny_models import build_tiny_pipeline
 
         build_tiny_pipeline("sd", path)
     return path

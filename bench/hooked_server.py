@@ -15,9 +15,9 @@ from typing import Any
 def main(argv: list[str]) -> None:
     from nicegui import app as web_app
 
-    from app.events import EventBus
-    from app.pipeline_client import PipelineProcess
-    from app.pipeline_messages import JobCancelled, JobFailed, JobFinished, StepDone
+    from app.engine.events import EventBus
+    from app.pipeline.client import PipelineProcess
+    from app.pipeline.messages import JobCancelled, JobFailed, JobFinished, StepDone
     from app.protocol import TERMINAL_EVENTS, GenerationProgress, GenerationStarted
 
     callback_time: dict[tuple[str, int], float] = {}
@@ -70,8 +70,8 @@ def main(argv: list[str]) -> None:
 
     @web_app.get("/bench/outboxes", include_in_schema=False)
     def bench_outboxes() -> list[dict[str, Any]]:
-        """Each open connection's waiting messages (read-only look at app.websocket's state)."""
-        from app.websocket import manager
+        """Each open connection's waiting messages (read-only look at app.web.websocket's state)."""
+        from app.web.websocket import manager
 
         return [
             {"pending": len(c.outbox), "closed": c.closed, "sessions": sorted(c.sessions)}
@@ -81,7 +81,7 @@ def main(argv: list[str]) -> None:
     @web_app.get("/bench/runtime", include_in_schema=False)
     def bench_runtime() -> dict[str, Any]:
         """How many of uvicorn's open connections each protocol class serves (which websocket library),
-        and the garbage collector's thresholds (app/idle_gc.py raises the last one)."""
+        and the garbage collector's thresholds (app/web/idle_gc.py raises the last one)."""
         from collections import Counter
 
         from nicegui.server import Server

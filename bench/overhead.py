@@ -59,7 +59,7 @@ def bare_worker(model: str) -> None:
     import torch
     from diffusers import AutoPipelineForText2Image
 
-    from app.cpu_speed import cpu_inference, onednn_pays_off
+    from app.pipeline.cpu_speed import cpu_inference, onednn_pays_off
 
     torch.set_num_threads(1)
     pipeline = AutoPipelineForText2Image.from_pretrained(model, dtype=torch.float32).to("cpu")

@@ -1,7 +1,7 @@
 """Everything ever generated, newest first, paged; kept current in place when any job completes.
 
-The gallery reads pages from the engine's store (`store.gallery(offset, limit, images_dir)`), the same
-call `GET /api/gallery` makes, so images from other tabs and from API clients appear too. It is told
+The gallery reads pages with `engine.gallery(offset, limit)`, the call `GET /api/gallery` makes, so
+images from other tabs and from API clients appear too. It is told
 about new images by a hook the page registers with `LiveJobs.completion_hooks`: on the first page the
 finished job's thumbnails go on top and the page's last ones drop off (a few elements per open tab);
 the page is rebuilt from the store only where its shape changes (first images, another page of pages)
@@ -10,28 +10,23 @@ or another page is open.
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
-from typing import Protocol
 
 from nicegui import ui
 
-from app.protocol import GalleryItem, GenerationComplete, GenerationMetadata
+from app.protocol import GalleryPage, GenerationComplete, GenerationMetadata
 
-
-class GalleryStore(Protocol):
-    def gallery(self, offset: int, limit: int, images_dir: Path) -> tuple[list[GalleryItem], int]: ...
+LoadPage = Callable[[int, int], GalleryPage]
+"""load_page(offset, limit): a page of the gallery, newest first (`engine.gallery`)."""
 
 
 class Gallery:
     def __init__(
         self,
-        store: GalleryStore,
-        images_dir: Path,
+        load_page: LoadPage,
         on_open: Callable[[str, GenerationMetadata], None],
         page_size: int = 24,
     ) -> None:
-        self.store = store
-        self.images_dir = images_dir
+        self.load_page = load_page
         self.on_open = on_open
         self.page_size = page_size
         self.page = 1
@@ -62,8 +57,8 @@ class Gallery:
     def _put_on_top(self, event: GenerationComplete) -> bool:
         """Prepend the job's thumbnails to the open first page; False where the page must be rebuilt.
 
-        A full rebuild costs a tab ~10 ms of the event loop (a store query and 24 thumbnails), per
-        finished job and open tab; this is one thumbnail per image."""
+        A full rebuild costs every open tab a store query and a page of thumbnails per finished job;
+        this is one thumbnail per image."""
         if self.grid is None or self.count_label is None:
             return False  # no grid yet: the first images replace the empty placeholder
         new = [url for url in event.image_urls if url.rsplit("/", 1)[-1] not in self.thumbnails]
@@ -83,7 +78,8 @@ class Gallery:
 
     @ui.refreshable_method
     def render(self) -> None:
-        items, self.total = self.store.gallery((self.page - 1) * self.page_size, self.page_size, self.images_dir)
+        page = self.load_page((self.page - 1) * self.page_size, self.page_size)
+        items, self.total = page.items, page.total
         self.count_label = self.grid = None
         self.thumbnails = {}
         with ui.row().classes("w-full items-center justify-between"):

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from nicegui import ui
 
-from app.live_jobs import LiveJob
+from app.ui.live_jobs import LiveJob
 from app.protocol import GenerationMetadata
 
 STATUS_LOOK = {
@@ -64,7 +64,7 @@ def job_card(
     """Build the card for `job` in the current container and return it.
 
     Every open tab builds one per new job on the event loop, so it is kept to nine elements (plus one per
-    image): NiceGUI spent ~20 ms on the 17 of an earlier version (bench/bench_ui.py, docs/ui.md)."""
+    image): NiceGUI's cost grows with each element and binding (bench/bench_ui.py; figures in docs/ui.md)."""
     with ui.card().classes("w-full job-card gap-2").mark(f"job-{job.session_id}") as card:
         with ui.row().classes("w-full items-start no-wrap gap-2"):
             ui.label(job.prompt).classes("grow text-sm font-medium line-clamp-3 break-words min-w-0")

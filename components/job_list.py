@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from nicegui import ui
 
-from app.live_jobs import LiveJob
+from app.ui.live_jobs import LiveJob
 from .job_card import OpenImage, job_card
 
 

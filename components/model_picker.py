@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from nicegui import events, ui
 
-from app.live_jobs import StudioStatus
+from app.ui.live_jobs import StudioStatus
 from app.protocol import ModelList
 
 PICKER_STATE_LOOK = {"loading": ("Loading…", "amber-8"), "ready": ("Ready", "positive"), "error": ("Failed", "negative")}

@@ -15,10 +15,10 @@ from typing import Protocol
 from nicegui import binding, events, ui
 from pydantic import ValidationError
 
+from app.pipeline.values import DEFAULT_SCHEDULER
 from app.protocol import GenerateRequest, GenerationMetadata
 
 MAX_SEED = 2**32 - 1
-DEFAULT_SCHEDULER = "default"
 PROMPT_MISSING = "Describe what you want to draw"
 SEED_MISSING = "Enter a seed, roll the dice, or switch to random"
 FIELD_NAMES = {

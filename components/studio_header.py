@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from nicegui import ui
 
-from app.live_jobs import StudioStatus
+from app.ui.live_jobs import StudioStatus
 
 MODEL_STATE_LOOK = {
     "loading": ("Loading model…", "amber-8", "hourglass_top"),

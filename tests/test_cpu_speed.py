@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from app.cpu_speed import SMALL_DENOISER_PARAMETERS, cpu_inference, onednn_pays_off
+from app.pipeline.cpu_speed import SMALL_DENOISER_PARAMETERS, cpu_inference, onednn_pays_off
 
 
 def _pipeline_with_unet_of(parameters: int) -> SimpleNamespace:

@@ -12,10 +12,9 @@ import httpx
 import pytest
 from PIL import Image
 
-from app.image_files import read_png_metadata
-from app.schedulers import FLOW_MATCHING_SCHEDULER_NAMES, SCHEDULER_NAMES
-from app.tiny_models import TINY_IMAGE_SIZE, save_single_file_checkpoint
-from tests.conftest_families import tiny_pipeline_dirs  # noqa: F401  (fixture found by name)
+from app.pipeline.png import read_png_metadata
+from app.pipeline.schedulers import FLOW_MATCHING_SCHEDULER_NAMES, SCHEDULER_NAMES
+from app.testing.tiny_models import TINY_IMAGE_SIZE, save_single_file_checkpoint
 from tests.server_jobs import run_job, submit
 from tests.server_process import ServerProcess
 from tests.ws_client import WsClient, for_session, is_terminal

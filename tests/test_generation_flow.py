@@ -4,7 +4,7 @@ from __future__ import annotations
 import httpx
 from PIL import Image
 
-from app.image_files import read_png_metadata
+from app.pipeline.png import read_png_metadata
 from tests.ws_client import WsClient, for_session, is_terminal
 
 GUIDE_BODY = {

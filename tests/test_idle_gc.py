@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from app.idle_gc import RARER, IdleCollector
+from app.web.idle_gc import RARER, IdleCollector
 
 
 @pytest.fixture

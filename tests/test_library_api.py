@@ -9,10 +9,12 @@ from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 from fastapi.testclient import TestClient
 
 from app.config import load_config
-from app.events import EventBus
-from app.generator import ArtworkGenerator, GenerationCancelled
+from app.engine.events import bus
+from app.generator import ArtworkGenerator, GenerationCancelledError
+from app.pipeline.progress_sink import set_session_progress_sink
 from app.protocol import GenerationProgress
-from app.websocket import ConnectionManager
+from app.web.server import publish_library_progress
+from app.web.websocket import ConnectionManager
 
 
 def test_generator_from_config_like_the_guide(model_dir, monkeypatch):
@@ -29,19 +31,31 @@ def test_generator_from_config_like_the_guide(model_dir, monkeypatch):
 
 
 async def test_session_id_sends_progress_to_that_sessions_subscribers_on_the_loop(model_dir):
+    """In the server's process, through the progress sink the server installs (app/web/server.py)."""
     torch.set_num_threads(1)
-    events = EventBus()
-    events.attach_loop(asyncio.get_running_loop())
+    bus.attach_loop(asyncio.get_running_loop())
     received: list[tuple[GenerationProgress, int]] = []
-    events.add_listener("my-session-123", lambda event, _text: received.append((event, threading.get_ident())))
     other: list[object] = []
-    events.add_listener("someone-else", lambda event, _text: other.append(event))
 
-    generator = ArtworkGenerator(model_id=str(model_dir), device="cpu", events=events)
-    images = await asyncio.to_thread(
-        generator.generate, prompt="A beautiful sunset", num_inference_steps=4, session_id="my-session-123"
-    )
-    await asyncio.sleep(0)  # let the callbacks queued with call_soon_threadsafe run
+    def listener(event, _text):
+        received.append((event, threading.get_ident()))
+
+    def other_listener(event, _text):
+        other.append(event)
+
+    bus.add_listener("my-session-123", listener)
+    bus.add_listener("someone-else", other_listener)
+    set_session_progress_sink(publish_library_progress)
+    try:
+        generator = ArtworkGenerator(model_id=str(model_dir), device="cpu")
+        images = await asyncio.to_thread(
+            generator.generate, prompt="A beautiful sunset", num_inference_steps=4, session_id="my-session-123"
+        )
+        await asyncio.sleep(0)  # let the callbacks queued with call_soon_threadsafe run
+    finally:
+        set_session_progress_sink(None)
+        bus.remove_listener("my-session-123", listener)
+        bus.remove_listener("someone-else", other_listener)
     assert images
     steps = [event.step for event, _ in received]
     assert steps == [1, 2, 3, 4] and all(event.total_steps == 4 for event, _ in received)
@@ -59,10 +73,10 @@ def test_should_stop_interrupts_a_generation(model_dir):
             prompt="a red circle", num_inference_steps=20,
             on_step=lambda step, total, latents: steps.append(step), should_stop=lambda: len(steps) >= 2,
         )
-    except GenerationCancelled:
+    except GenerationCancelledError:
         pass
     else:
-        raise AssertionError("expected GenerationCancelled")
+        raise AssertionError("expected GenerationCancelledError")
     assert steps == [1, 2]
 
 
@@ -93,7 +107,7 @@ def test_custom_websocket_handler_from_the_guide():
 
 
 def test_compile_option_compiles_the_denoiser_in_place(model_dir):
-    from app.generator import ModelOptions
+    from app.pipeline.values import ModelOptions
 
     generator = ArtworkGenerator(model_id=str(model_dir), device="cpu", options=ModelOptions(compile=True))
     generator.load_model()

@@ -12,9 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app.model_loading import ModelUnavailable, resolve_source
-from app.tiny_models import build_tiny_pipeline
-from tests.conftest_families import tiny_pipeline_dirs  # noqa: F401  (fixture found by name)
+from app.pipeline.sources import ModelUnavailable, resolve_source
+from app.testing.tiny_models import build_tiny_pipeline
 from tests.fake_hub import FakeHub
 from tests.server_jobs import run_job, submit
 from tests.ws_client import WsClient, for_session, is_terminal

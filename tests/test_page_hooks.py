@@ -6,7 +6,7 @@ import asyncio
 import pytest
 from nicegui import core
 
-from app.live_jobs import Hooks
+from app.ui.live_jobs import Hooks
 
 
 async def test_timers_due_after_one_page_run_before_the_next_page(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -13,7 +13,8 @@ import torch
 from diffusers import AutoencoderTiny, FluxPipeline
 from PIL import Image
 
-from app.previews import (
+from app.engine.previews import to_data_url
+from app.pipeline.previews import (
     LATENT_RGB_BIAS,
     LATENT_RGB_FACTORS,
     PreviewDecoder,
@@ -21,16 +22,10 @@ from app.previews import (
     encode_jpeg,
     latents_to_preview,
     model_family,
-    to_data_url,
     unpack_flux_latents,
 )
-from app.tiny_models import FAMILIES
-from tests.conftest_families import (  # noqa: F401  (fixtures are found by name)
-    generation_kwargs,
-    tiny_pipeline_dirs,
-    tiny_pipelines,
-    torch_single_thread,
-)
+from app.testing.tiny_models import FAMILIES
+from tests.fixtures.families import generation_kwargs
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
 

@@ -17,20 +17,15 @@ from diffusers import (
     UniPCMultistepScheduler,
 )
 
-from app.schedulers import (
+from app.pipeline.schedulers import (
     FLOW_MATCHING_SCHEDULER_NAMES,
     SCHEDULER_NAMES,
     UnsupportedSchedulerError,
     make_scheduler,
     supported_schedulers,
 )
-from app.tiny_models import FAMILIES
-from tests.conftest_families import (  # noqa: F401  (fixtures are found by name)
-    generation_kwargs,
-    load_tiny_pipeline,
-    tiny_pipeline_dirs,
-    torch_single_thread,
-)
+from app.testing.tiny_models import FAMILIES
+from tests.fixtures.families import generation_kwargs, load_tiny_pipeline
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import httpx
 import numpy as np
 
-from app.image_files import read_png_metadata
-from app.schedulers import SCHEDULER_NAMES
+from app.pipeline.png import read_png_metadata
+from app.pipeline.schedulers import SCHEDULER_NAMES
 from tests.server_jobs import pixels, run_job
 from tests.ws_client import WsClient
 

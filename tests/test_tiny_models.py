@@ -9,16 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tests.conftest_families import (  # noqa: F401  (fixtures are found by name)
-    generation_kwargs,
-    load_tiny_pipeline,
-    tiny_pipeline_dirs,
-    tiny_pipelines,
-    torch_single_thread,
-)
+from tests.fixtures.families import generation_kwargs, load_tiny_pipeline
 from diffusers import DiffusionPipeline, StableDiffusionPipeline
 
-from app.tiny_models import (
+from app.testing.tiny_models import (
     FAMILIES,
     TINY_IMAGE_SIZE,
     build_tiny_pipeline,

@@ -34,13 +34,12 @@ def engine() -> Engine:
 
 async def _wait_until_idle(running: Engine) -> None:
     """Let a test's last job settle before the engine shuts down (a job stopped mid-write would log errors)."""
-    for record in running.store.unfinished_jobs():
+    for view in running.unfinished_jobs():
         try:
-            running.cancel(record.id)
+            running.cancel(view.session_id)
         except Exception:
             pass
-    if running.worker is not None:
-        await asyncio.wait_for(running.worker.idle.wait(), timeout=60)
+    await asyncio.wait_for(running.wait_until_idle(), timeout=60)
 
 
 @pytest.fixture

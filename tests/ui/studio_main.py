@@ -1,10 +1,10 @@
-"""The studio as the NiceGUI `User` simulation runs it: the real `app.server.build`, settings from AI_ARTIST_* env."""
+"""The studio as the NiceGUI `User` simulation runs it: the real `app.web.server.build`, settings from AI_ARTIST_* env."""
 from __future__ import annotations
 
 from nicegui import ui
 
 from app.config import load_config
-from app.server import build
+from app.web.server import build
 
 settings = load_config()
 build(settings)

@@ -3,12 +3,11 @@ a rebuild, the oldest drop off, and the page is rebuilt where its shape changes.
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from pathlib import Path
 
 from nicegui import ui
 from nicegui.testing.user import User
 
-from app.protocol import GalleryItem, GenerationComplete, GenerationMetadata
+from app.protocol import GalleryItem, GalleryPage, GenerationComplete, GenerationMetadata
 from components.gallery import Gallery
 
 
@@ -30,9 +29,9 @@ class ListStore:
         return GenerationComplete(session_id=session_id, image_paths=names, image_urls=[f"/images/{n}" for n in names],
                                   metadata=metadata)
 
-    def gallery(self, offset: int, limit: int, images_dir: Path) -> tuple[list[GalleryItem], int]:
+    def page(self, offset: int, limit: int) -> GalleryPage:
         newest_first = list(reversed(self.items))
-        return newest_first[offset: offset + limit], len(newest_first)
+        return GalleryPage(items=newest_first[offset: offset + limit], total=len(newest_first), offset=offset, limit=limit)
 
 
 def shown(gallery: Gallery) -> list[str]:
@@ -47,7 +46,7 @@ async def gallery_of_four_jobs(user: User) -> tuple[ListStore, Gallery]:
     for number in range(4):
         store.add_job(f"job{number}")
     with user.client, ui.column():
-        gallery = Gallery(store, Path("."), on_open=lambda url, metadata: None, page_size=3)
+        gallery = Gallery(store.page, on_open=lambda url, metadata: None, page_size=3)
     return store, gallery
 
 

@@ -1,7 +1,7 @@
 """The one status line under a job card's bar, for each state of the job."""
 from __future__ import annotations
 
-from app.live_jobs import LiveJob
+from app.ui.live_jobs import LiveJob
 from components.job_card import status_line
 
 

@@ -14,7 +14,7 @@ import pytest
 from nicegui import ui
 from nicegui.testing.user import User
 
-from app.tiny_models import build_tiny_pipeline
+from app.testing.tiny_models import build_tiny_pipeline
 from components.model_picker import download_text, format_bytes
 from tests.fake_hub import FakeHub
 

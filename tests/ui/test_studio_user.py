@@ -30,12 +30,11 @@ async def open_studio(user: User) -> None:
 
 async def fill_and_generate(user: User, prompt: str, steps: int = 10) -> str:
     """Fill the form like an artist would, press Generate and return the new job's session id."""
-    before = {record.id for record in engine().store.list_jobs(None, 0, 100)[0]}
+    before = {view.session_id for view in engine().jobs(limit=100).items}
     user.find(marker="prompt").type(prompt)
     element(user, "steps").set_value(steps)
     user.find(marker="generate").click()
-    records, _ = engine().store.list_jobs(None, 0, 100)
-    new = [record.id for record in records if record.id not in before]
+    new = [view.session_id for view in engine().jobs(limit=100).items if view.session_id not in before]
     assert len(new) == 1, "Generate should queue exactly one job"
     await user.should_see(marker=f"job-{new[0]}")  # its card appears on the page
     return new[0]
@@ -121,7 +120,7 @@ async def test_validation_messages_say_what_to_fix(user: User) -> None:
     element(user, "seed").set_value(None)
     user.find(marker="generate").click()
     await user.should_see(SEED_MISSING)
-    assert engine().store.list_jobs(None, 0, 10)[1] == 0, "nothing invalid may reach the queue"
+    assert engine().jobs(limit=10).total == 0, "nothing invalid may reach the queue"
 
 
 async def test_jobs_from_api_clients_appear_live_with_previews_and_a_reload_shows_them_again(user: User) -> None:

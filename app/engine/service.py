@@ -1,0 +1,216 @@
+"""`Engine`: the one public face of the engine. The REST routes, /ws and the studio call these methods
+(and listen on `engine.events`); none of them reaches into the store, the queue or the worker.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from pathlib import Path
+
+from ..config import Settings
+from ..pipeline.values import SizeLimits
+from ..protocol import (
+    TERMINAL_STATUSES,
+    GalleryPage,
+    GenerateRequest,
+    Health,
+    JobPage,
+    JobStatus,
+    JobView,
+    ModelList,
+    ModelSwitchResponse,
+    QueueHealth,
+)
+from .errors import InvalidRequest, JobAlreadyFinished, JobNotFound
+from .events import EventBus
+from .journal import JobJournal
+from .model_slot import ModelSlot
+from .previews import PreviewStore, StoredPreview
+from .queue import JobQueue
+from .recovery import recover_unfinished_jobs
+from .store import JobRecord, Store
+from .views import gallery_item, job_view, stored_events
+from .worker import JobWorker
+
+log = logging.getLogger(__name__)
+
+
+class Engine:
+    def __init__(self, settings: Settings, events: EventBus) -> None:
+        self.settings = settings
+        self.data_dir = Path(settings.storage.data_dir).resolve()
+        self.images_dir = self.data_dir / "images"
+        self.images_dir.mkdir(parents=True, exist_ok=True)
+        self._store = Store(self.data_dir / "ai-artist.sqlite3")
+        self.events = events
+        self.events.set_seq_store(self._store)
+        self._queue = JobQueue(settings.queue.max_pending)
+        self._previews = PreviewStore()
+        self._journal = JobJournal(self._store, events, self._previews, self.images_dir)
+        self._worker: JobWorker | None = None
+        self._model = ModelSlot(settings.model, events, self.data_dir, not_running=self._no_job_running)
+        self._worker_task: asyncio.Task[None] | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.events.attach_loop(asyncio.get_running_loop())
+        self._worker = JobWorker(
+            self._store, self._journal, self._queue, self._model, str(self.images_dir), self.settings.previews
+        )
+        recover_unfinished_jobs(self._store, self._queue, self._journal, self.settings.queue.max_attempts)
+        self._model.start()
+        self._worker_task = asyncio.get_running_loop().create_task(self._worker.run_forever())
+
+    async def stop(self) -> None:
+        """Orderly shut-down: a running job goes back to the queue without using up one of its attempts."""
+        interrupted = self._worker.running_id if self._worker is not None else None
+        if self._worker_task is not None:
+            self._worker_task.cancel()
+        await self._model.stop()
+        if interrupted is not None:
+            self._store.requeue(interrupted, refund_attempt=True)
+        self._store.close()
+
+    def is_idle(self) -> bool:
+        """No job runs (the worker waits for one, or for the model)."""
+        return self._worker is not None and self._worker.idle.is_set()
+
+    async def wait_until_idle(self) -> None:
+        """Until no job runs (the worker waits for one, or for the model)."""
+        assert self._worker is not None, "the engine is not started"
+        await self._worker.idle.wait()
+
+    async def wait_for_model(self) -> str | None:
+        """Until the current model is ready (None) or failed to load (its error)."""
+        return await self._model.wait_until_settled()
+
+    async def _no_job_running(self) -> None:
+        if self._worker is not None:
+            await self._worker.not_running.wait()
+
+    # -- jobs -----------------------------------------------------------------------------------
+
+    @property
+    def size_limits(self) -> SizeLimits:
+        return self._model.pipeline.size_limits
+
+    def submit(self, request: GenerateRequest) -> tuple[str, int]:
+        """Validate `request` against the current model and queue it; returns (session_id, position)."""
+        pipeline = self._model.pipeline
+        limits = self.size_limits
+        problems = limits.problems(request.width or limits.default_width, request.height or limits.default_height)
+        if request.scheduler is not None:
+            name = request.scheduler.strip().lower()
+            allowed = pipeline.supported_schedulers()
+            if name in allowed:
+                request = request.model_copy(update={"scheduler": name})
+            else:
+                problems.append(
+                    (
+                        "scheduler",
+                        f"scheduler {request.scheduler!r} is not available for model {pipeline.model_name!r}; "
+                        f"allowed: {', '.join(allowed)}",
+                    )
+                )
+        if problems:
+            raise InvalidRequest(problems)
+        self._queue.check_room()
+        session_id = str(uuid.uuid4())
+        self._store.create_job(session_id, request, pipeline.model_name)
+        self._model.remember_job(session_id)
+        position = self._queue.put(session_id)
+        self._journal.queued(session_id, position)
+        return session_id, position
+
+    def cancel(self, session_id: str) -> str:
+        """Cancel a queued job at once ("cancelled"), or ask a running one to stop at its next step ("cancelling")."""
+        record = self._record(session_id)
+        if record.status in TERMINAL_STATUSES:
+            raise JobAlreadyFinished(f"job {session_id} already {record.status}")
+        if self._queue.remove(session_id):
+            self._model.forget_job(session_id)
+            self._journal.cancelled(session_id)
+            if self._worker is not None:
+                self._worker.announce_positions()
+            return "cancelled"
+        if self._worker is not None and self._worker.cancel_running(session_id):
+            return "cancelling"
+        raise JobAlreadyFinished(f"job {session_id} is {record.status} and cannot be cancelled now")
+
+    def _record(self, session_id: str) -> JobRecord:
+        record = self._store.get_job(session_id)
+        if record is None:
+            raise JobNotFound(f"unknown session {session_id!r}")
+        return record
+
+    def _view(self, record: JobRecord) -> JobView:
+        return job_view(record, self.images_dir, self._queue.position(record.id))
+
+    def job_view(self, session_id: str) -> JobView:
+        return self._view(self._record(session_id))
+
+    def jobs(self, status: JobStatus | None = None, offset: int = 0, limit: int = 50) -> JobPage:
+        """Jobs, newest first, optionally only those with one status."""
+        records, total = self._store.list_jobs(status, offset, limit)
+        return JobPage(items=[self._view(record) for record in records], total=total, offset=offset, limit=limit)
+
+    def unfinished_jobs(self) -> list[JobView]:
+        """Queued and running jobs, oldest first."""
+        return [self._view(record) for record in self._store.unfinished_jobs()]
+
+    def gallery(self, offset: int = 0, limit: int = 50) -> GalleryPage:
+        """Every generated image, newest first."""
+        records, total = self._store.gallery(offset, limit)
+        items = [gallery_item(record, self.images_dir) for record in records]
+        return GalleryPage(items=items, total=total, offset=offset, limit=limit)
+
+    def image_file(self, name: str) -> Path | None:
+        """The generated image called `name`; None unless it is a plain file name inside the images folder."""
+        candidate = (self.images_dir / name).resolve()
+        if Path(name).name != name or candidate.parent != self.images_dir or not candidate.is_file():
+            return None
+        return candidate
+
+    def preview(self, session_id: str) -> StoredPreview | None:
+        """The latest live preview of a job (kept a while after it ends)."""
+        return self._previews.get(session_id)
+
+    def ensure_session(self, session_id: str) -> JobStatus:
+        """Make sure the bus can replay a session (re-created from the store after a restart); its status."""
+        record = self._record(session_id)
+        if not self.events.known(session_id):
+            position = self._queue.position(record.id)
+            self.events.restore(session_id, stored_events(record, self.images_dir, position), record.last_seq)
+        return record.status
+
+    # -- the model ------------------------------------------------------------------------------
+
+    def switch_model(self, reference: str) -> ModelSwitchResponse:
+        """Start loading another model in the background.
+
+        Jobs still waiting for the previous model fail at once with a reason (they were validated
+        against it); a job already running finishes on it, then the new model loads.
+        """
+        previous = self._model.switch(reference)  # ModelBusy / ModelUnavailable: nothing changed
+        current = self._model.pipeline
+        failed = []
+        for session_id in self._queue.waiting():
+            if self._queue.remove(session_id):
+                self._model.forget_job(session_id)
+                self._journal.failed(
+                    session_id,
+                    f"the server switched from model {previous.model_name!r} to {current.model_name!r} before "
+                    f"this job started; submit it again to run it on {current.model_name!r}",
+                )
+                failed.append(session_id)
+        log.info("model switch failed %d waiting jobs", len(failed))
+        return ModelSwitchResponse(model=current.model_id, state="loading", failed_jobs=failed)
+
+    def models(self) -> ModelList:
+        return ModelList(current=self._model.health(), models=self._model.known_models())
+
+    def health(self) -> Health:
+        running = 1 if self._worker is not None and self._worker.running_id else 0
+        return Health(model=self._model.health(), queue=QueueHealth(pending=len(self._queue), running=running))

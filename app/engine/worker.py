@@ -1,0 +1,141 @@
+"""The worker: takes queued jobs one at a time and runs each on the current model's generation process.
+
+It is an asyncio task with no thread of its own. It sends a job to the generation process
+(app/pipeline/client.py) and turns what the process reports (steps, previews, the outcome) into
+journal entries, on the event loop, as the messages arrive.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from ..config import PreviewSettings
+from ..pipeline.client import PipelineProcess, PipelineStopped
+from ..pipeline.messages import JobCancelled, JobFailed, JobSpec, PreviewReady, StepDone
+from ..pipeline.values import random_seed
+from .journal import JobJournal
+from .model_slot import ModelSlot
+from .queue import JobQueue
+from .store import JobRecord, Store
+
+log = logging.getLogger(__name__)
+
+
+class StepClock:
+    """The ETA of a running job: the average time per step so far, times the steps left. Computed once per
+    step, here; REST, /ws and the studio all report the value of the latest step."""
+
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+
+    def eta(self, step: int, total: int) -> float | None:
+        if step <= 0:
+            return None
+        per_step = (time.perf_counter() - self.started) / step
+        return round(per_step * max(total - step, 0), 2)
+
+
+class JobWorker:
+    def __init__(
+        self,
+        store: Store,
+        journal: JobJournal,
+        queue: JobQueue,
+        model: ModelSlot,
+        images_dir: str,
+        previews: PreviewSettings,
+    ) -> None:
+        self.store = store
+        self.journal = journal
+        self.queue = queue
+        self.model = model
+        self.images_dir = images_dir
+        self.previews = previews
+        self.running_id: str | None = None
+        self._running_on: PipelineProcess | None = None  # after a model switch, not the current one
+        self.not_running = asyncio.Event()
+        self.not_running.set()
+        self.idle = asyncio.Event()
+
+    def cancel_running(self, session_id: str) -> bool:
+        running_on = self._running_on
+        return self.running_id == session_id and running_on is not None and running_on.cancel(session_id)
+
+    async def run_forever(self) -> None:
+        while True:
+            self.idle.set()
+            await self.model.wait_until_settled()  # jobs keep their place in the queue meanwhile
+            session_id = await self.queue.get()
+            self.idle.clear()
+            model_error = await self.model.wait_until_settled()  # a switch may have begun meanwhile
+            record = self.store.get_job(session_id)
+            if record is None or record.status != "queued":
+                self.announce_positions()
+                continue
+            reason = self.model.switched_away_from(record.id, record.model)
+            if reason is None and model_error is not None:
+                reason = f"the model could not be loaded: {model_error}"
+            if reason is not None:
+                self.journal.failed(record.id, reason)
+                self.announce_positions()
+                continue
+            try:
+                await self._run(record)
+            except Exception:  # never let one job stop the worker
+                log.exception("job %s crashed the worker step", session_id)
+                self.journal.failed(record.id, "internal error while running the job; see the server log")
+
+    def announce_positions(self) -> None:
+        for position, waiting_id in enumerate(self.queue.waiting(), start=1):
+            self.journal.queued(waiting_id, position)
+
+    def _job_spec(self, record: JobRecord, pipeline: PipelineProcess) -> JobSpec:
+        request = record.request
+        return JobSpec(
+            session_id=record.id,
+            prompt=request.prompt,
+            negative_prompt=request.negative_prompt,
+            num_inference_steps=request.num_inference_steps,
+            guidance_scale=request.guidance_scale,
+            num_images=request.num_images,
+            seed=request.seed if request.seed is not None else random_seed(),
+            width=request.width or pipeline.size_limits.default_width,
+            height=request.height or pipeline.size_limits.default_height,
+            scheduler=request.scheduler,
+            previews=self.previews,
+            images_dir=self.images_dir,
+        )
+
+    async def _run(self, record: JobRecord) -> None:
+        pipeline = self.model.pipeline
+        job = self._job_spec(record, pipeline)
+        self.running_id, self._running_on = record.id, pipeline
+        self.not_running.clear()
+        self.journal.started(record.id, job.seed, job.num_inference_steps, pipeline.model_name)
+        clock = StepClock()
+
+        def on_step(message: StepDone) -> None:
+            eta = clock.eta(message.step, message.total_steps)
+            self.journal.progressed(record.id, message.step, message.total_steps, eta)
+
+        def on_preview(message: PreviewReady) -> None:
+            self.journal.previewed(record.id, message.step, message.jpeg, message.width, message.height)
+
+        try:
+            running = pipeline.run(job, on_step, on_preview)
+            self.announce_positions()  # the waiting jobs moved up; told while the generation already runs
+            outcome = await running
+        except PipelineStopped as error:
+            self.journal.failed(record.id, f"{error}; the model is being loaded again, the next job will run on it")
+            return
+        finally:
+            self.running_id, self._running_on = None, None
+            self.not_running.set()
+        if isinstance(outcome, JobCancelled):
+            self.journal.cancelled(record.id)
+        elif isinstance(outcome, JobFailed):
+            log.warning("job %s failed: %s", record.id, outcome.error)
+            self.journal.failed(record.id, outcome.error)
+        else:
+            self.journal.completed(record.id, list(outcome.image_names), outcome.metadata)

@@ -1,0 +1,314 @@
+"""The server's handle on its generation process (app/pipeline/process.py): start it and load the model,
+run one job at a time on it with step and preview callbacks on the event loop, cancel, stop.
+
+Messages arrive through `loop.add_reader` on the pipe, so no server thread waits on the process and
+every callback runs on the event loop. If the process dies (killed for memory, a crash in native code),
+the running job fails with the reason and `alive` turns false; the engine then starts a new one.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import os
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from . import entry
+from .messages import (
+    CancelJob,
+    DownloadProgress,
+    JobCancelled,
+    JobFailed,
+    JobFinished,
+    JobOutcome,
+    JobSpec,
+    LoadFailed,
+    ModelLoaded,
+    ModelSpec,
+    PreviewReady,
+    RunJob,
+    Shutdown,
+    StepDone,
+)
+from .values import (
+    SCHEDULER_NAMES,
+    SizeLimits,
+    display_name,
+    family_of_folder,
+    inspect_size_limits,
+    schedulers_for_family,
+)
+
+log = logging.getLogger(__name__)
+
+
+class PipelineStopped(RuntimeError):
+    """The generation process is gone; the message says how it ended."""
+
+
+class ModelLoadFailed(RuntimeError):
+    """The process could not load its model; the message is what GET /api/health reports."""
+
+
+_forkserver_environment: dict[str, str] | None = None
+
+
+# What torch, diffusers and the Hugging Face libraries read from the environment (at import, or when
+# they build a path); the rest of the environment does not change what a generation process does.
+_LIBRARY_VARIABLE_PREFIXES = ("HF_", "HUGGINGFACE_", "TRANSFORMERS_", "DIFFUSERS_", "TORCH", "PYTORCH_", "CUDA_",
+                              "OMP_", "MKL_", "OPENBLAS_", "KMP_")
+_LIBRARY_VARIABLES = {"HOME", "XDG_CACHE_HOME", "PATH", "LD_LIBRARY_PATH"}
+
+
+def _library_environment() -> dict[str, str]:
+    return {
+        name: value for name, value in os.environ.items()
+        if name.startswith(_LIBRARY_VARIABLE_PREFIXES) or name in _LIBRARY_VARIABLES
+    }
+
+
+def process_context() -> Any:
+    """Fork server where there is one: a new process forks from one that already imported torch and
+    diffusers. The fork server keeps the environment it started with (and Hugging Face reads its
+    variables at import), so after a change of environment in this process (tests do that) a new
+    process is spawned instead."""
+    global _forkserver_environment
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    environment = _library_environment()
+    if _forkserver_environment is None:
+        _forkserver_environment = environment
+    elif environment != _forkserver_environment:
+        log.info("the environment changed since the fork server started; spawning a fresh generation process")
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["app.pipeline.preload"])
+    return context
+
+
+def describe_exit(exit_code: int | None) -> str:
+    if exit_code is None:
+        return "stopped responding"
+    if exit_code < 0:
+        name = signal.Signals(-exit_code).name
+        hint = " (often the system's out-of-memory killer)" if name == "SIGKILL" else ""
+        return f"was killed by {name}{hint}"
+    return f"exited with status {exit_code}"
+
+
+def latest_progress_only(messages: list[Any]) -> list[Any]:
+    """`messages` in order, without any StepDone or PreviewReady that a later one of its job replaces."""
+    last: dict[tuple[type, str], int] = {}
+    for index, message in enumerate(messages):
+        if isinstance(message, (StepDone, PreviewReady)):
+            last[(type(message), message.session_id)] = index
+    return [
+        message for index, message in enumerate(messages)
+        if not isinstance(message, (StepDone, PreviewReady)) or last[(type(message), message.session_id)] == index
+    ]
+
+
+@dataclass
+class RunningJob:
+    session_id: str
+    on_step: Callable[[StepDone], None]
+    on_preview: Callable[[PreviewReady], None]
+    outcome: asyncio.Future[JobOutcome]
+
+
+class PipelineProcess:
+    def __init__(
+        self,
+        spec: ModelSpec,
+        on_download: Callable[[DownloadProgress], None] | None = None,
+        on_exit: Callable[[PipelineProcess], None] | None = None,
+    ) -> None:
+        self.spec = spec
+        self.model_id = spec.model_id
+        self.on_download = on_download
+        self.on_exit = on_exit  # called on the loop when the process died on its own (not by close)
+        self.family: str | None = family_of_folder(Path(spec.model_id))
+        self.size_limits: SizeLimits = inspect_size_limits(spec.model_id)  # until the process reports its own
+        self._device: str | None = None if spec.device == "auto" else spec.device
+        self._schedulers: tuple[str, ...] | None = None
+        self._process: Any = None
+        self._starting: asyncio.Future[None] | None = None
+        self._connection: Connection | None = None
+        self._loaded: asyncio.Future[ModelLoaded] | None = None
+        self._job: RunningJob | None = None
+        self._gone = False
+        self._closing = False
+        self.exit_reason: str | None = None
+
+    @property
+    def model_name(self) -> str:
+        return display_name(self.model_id)
+
+    @property
+    def device(self) -> str:
+        return self._device or self.spec.device
+
+    @property
+    def alive(self) -> bool:
+        return self._process is not None and not self._gone
+
+    @property
+    def process_id(self) -> int | None:
+        return self._process.pid if self.alive else None
+
+    def supported_schedulers(self) -> tuple[str, ...]:
+        if self._schedulers is not None:
+            return self._schedulers
+        return schedulers_for_family(self.family) if self.family is not None else SCHEDULER_NAMES
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def load(self) -> None:
+        """Start the process and wait until its model is loaded; raises ModelLoadFailed or PipelineStopped."""
+        loop = asyncio.get_running_loop()
+        context = process_context()
+        ours, theirs = context.Pipe()
+        self._loaded = loop.create_future()
+        self._process = context.Process(target=entry.main, args=(theirs, self.spec), name="ai-artist-pipeline", daemon=True)
+        self._connection = ours
+        # The fork server's first start imports torch (seconds); a close() meanwhile waits for it.
+        self._starting = asyncio.ensure_future(asyncio.to_thread(self._process.start))
+        self._starting.add_done_callback(lambda _: theirs.close())  # only once the process has its copy
+        await asyncio.shield(self._starting)
+        loop.add_reader(ours.fileno(), self._on_readable)
+        loaded = await self._loaded
+        self._device = loaded.device
+        self.family = loaded.family
+        self.size_limits = loaded.size_limits
+        self._schedulers = loaded.schedulers
+        log.info("generation process %d loaded %s on %s in %.1f s", self._process.pid, self.model_id,
+                 loaded.device, loaded.seconds)
+
+    async def close(self, timeout: float = 10) -> None:
+        """Stop the running job at its next step, let the process exit (killed after `timeout`)."""
+        self._closing = True
+        if self._starting is not None and not self._starting.done():
+            await asyncio.wait([self._starting], timeout=timeout)
+        process = self._process
+        if process is None or process.pid is None:  # never started
+            self._stop_reading()
+            self._gone = True
+            self._fail_waiters(PipelineStopped("the generation process was stopped before it started"))
+            return
+        if self.alive and self._connection is not None:
+            try:
+                self._connection.send(Shutdown())
+            except OSError:
+                pass
+        await asyncio.to_thread(process.join, timeout)
+        if process.is_alive():
+            log.warning("the generation process did not stop within %.0f s; killing it", timeout)
+            process.kill()
+            await asyncio.to_thread(process.join, 5)
+        self._stop_reading()
+        self._gone = True
+        self._fail_waiters(PipelineStopped("the generation process was stopped"))
+
+    # -- jobs -----------------------------------------------------------------------------------
+
+    def run(
+        self, job: JobSpec, on_step: Callable[[StepDone], None], on_preview: Callable[[PreviewReady], None]
+    ) -> asyncio.Future[JobOutcome]:
+        """Send one job at once and return its outcome to await; the callbacks run on the event loop as
+        its messages arrive. Raises PipelineStopped when the process is gone."""
+        if not self.alive or self._connection is None:
+            raise PipelineStopped(f"the generation process {self.exit_reason or 'is not running'}")
+        outcome: asyncio.Future[JobOutcome] = asyncio.get_running_loop().create_future()
+        running = self._job = RunningJob(job.session_id, on_step, on_preview, outcome)
+        outcome.add_done_callback(lambda _: self._forget(running))
+        try:
+            self._connection.send(RunJob(job))
+        except OSError as error:
+            self._job = None
+            raise PipelineStopped(f"the generation process is gone ({error})") from error
+        return outcome
+
+    def _forget(self, job: RunningJob) -> None:
+        if self._job is job:
+            self._job = None
+
+    def cancel(self, session_id: str) -> bool:
+        """Ask the running job to stop at its next step; False when `session_id` is not the one running."""
+        if self._job is None or self._job.session_id != session_id or self._connection is None:
+            return False
+        try:
+            self._connection.send(CancelJob(session_id))
+        except OSError:
+            return False
+        return True
+
+    # -- messages -------------------------------------------------------------------------------
+
+    def _on_readable(self) -> None:
+        """Everything that arrived, with progress coalesced: when the loop fell behind the process (a
+        thousand subscribers on two cores), the steps it has not published yet are replaced by the
+        latest one, so it catches up at once instead of publishing a backlog."""
+        connection = self._connection
+        if connection is None:
+            return
+        try:
+            arrived = [connection.recv()]
+            while connection.poll():
+                arrived.append(connection.recv())
+            for message in latest_progress_only(arrived):
+                self._dispatch(message)
+        except (EOFError, OSError):
+            self._stop_reading()
+            self._gone = True
+            if not self._closing:
+                asyncio.get_running_loop().create_task(self._report_exit())
+
+    def _dispatch(self, message: Any) -> None:
+        job = self._job
+        if isinstance(message, (StepDone, PreviewReady)):
+            if job is not None and job.session_id == message.session_id:
+                handler = job.on_step if isinstance(message, StepDone) else job.on_preview
+                try:
+                    handler(message)  # type: ignore[arg-type]
+                except Exception:
+                    log.exception("handling %s of job %s failed", type(message).__name__, message.session_id)
+        elif isinstance(message, (JobFinished, JobCancelled, JobFailed)):
+            if job is not None and job.session_id == message.session_id and not job.outcome.done():
+                job.outcome.set_result(message)
+        elif isinstance(message, ModelLoaded):
+            if self._loaded is not None and not self._loaded.done():
+                self._loaded.set_result(message)
+        elif isinstance(message, LoadFailed):
+            if self._loaded is not None and not self._loaded.done():
+                self._loaded.set_exception(ModelLoadFailed(message.error))
+        elif isinstance(message, DownloadProgress):
+            if self.on_download is not None:
+                self.on_download(message)
+
+    async def _report_exit(self) -> None:
+        await asyncio.to_thread(self._process.join, 5)
+        self.exit_reason = describe_exit(self._process.exitcode)
+        log.error("the generation process %d %s", self._process.pid, self.exit_reason)
+        self._fail_waiters(PipelineStopped(f"the generation process {self.exit_reason}"))
+        if self.on_exit is not None and not self._closing:
+            self.on_exit(self)
+
+    def _fail_waiters(self, error: Exception) -> None:
+        for future in (self._loaded, self._job.outcome if self._job is not None else None):
+            if future is not None and not future.done():
+                future.set_exception(error)
+                future.exception()  # whoever awaits it still gets the error; nobody waiting is no error
+
+    def _stop_reading(self) -> None:
+        if self._connection is not None:
+            try:
+                asyncio.get_running_loop().remove_reader(self._connection.fileno())
+            except (RuntimeError, ValueError, OSError):
+                pass
+            self._connection.close()
+            self._connection = None

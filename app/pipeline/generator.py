@@ -1,0 +1,286 @@
+"""ArtworkGenerator: load any diffusers text-to-image model and run it with a step callback and cancel.
+
+Used directly as in the websocket guide::
+
+    generator = ArtworkGenerator(model_id=config["model"]["base_model"], device=config["model"]["device"])
+    generator.load_model()
+    images = generator.generate(prompt="A beautiful sunset", session_id="my-session-123")
+
+and by the generation process (app/pipeline/process.py), which passes its own `on_step` and `should_stop`.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import threading
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from .cpu_speed import cpu_inference, onednn_pays_off
+from .failures import is_out_of_memory, release_memory
+from .loading import ProgressCallback, load_pipeline
+from .progress_sink import session_progress_sink
+from .schedulers import make_scheduler, supported_schedulers
+from .sources import ModelSource, resolve_source
+from .values import (
+    DEFAULT_SCHEDULER,
+    SCHEDULER_NAMES,
+    ModelOptions,
+    SizeLimits,
+    display_name,
+    family_of_folder,
+    inspect_size_limits,
+    random_seed,
+    size_limits_for,
+)
+
+log = logging.getLogger(__name__)
+
+StepCallback = Callable[[int, int, Any], None]
+"""on_step(step, total_steps, latents): called in the generating thread after each denoising step."""
+
+class GenerationCancelledError(Exception):
+    """The generation was stopped by request before it finished."""
+
+
+def resolve_device(device: str) -> str:
+    import torch
+
+    if device != "auto":
+        return device
+    if torch.cuda.is_available():
+        return "cuda"
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def resolve_dtype(dtype: str, device: str) -> Any:
+    import torch
+
+    if dtype == "auto":
+        return torch.float16 if device in ("cuda", "mps") else torch.float32
+    return getattr(torch, dtype)
+
+
+class ArtworkGenerator:
+    def __init__(
+        self,
+        model_id: str | None = None,
+        device: str = "auto",
+        dtype: str = "auto",
+        cpu_threads: int | None = None,
+        options: ModelOptions | None = None,
+        download_progress: ProgressCallback | None = None,
+    ) -> None:
+        if model_id is None:
+            from ..config import load_config
+
+            model_id = load_config().model.base_model
+        self.model_id = model_id
+        self.requested_device = device
+        self._device: str | None = None if device == "auto" else device
+        self.dtype_name = dtype
+        self.cpu_threads = cpu_threads
+        self.options = options or ModelOptions()
+        self.download_progress = download_progress
+        self.pipeline: Any = None
+        self.base_scheduler: Any = None
+        self.family: str | None = family_of_folder(Path(model_id))
+        self.size_limits = inspect_size_limits(model_id)
+        self._preview_decoders: dict[str | None, Any] = {}
+        self._unused_schedulers: dict[str, Any] = {}  # name -> one never stepped, to copy per job
+        self._use_onednn = True
+        self._lock = threading.Lock()
+
+    @property
+    def is_loaded(self) -> bool:
+        return self.pipeline is not None
+
+    @property
+    def device(self) -> str:
+        """The device in use; "auto" until load_model has looked (that needs torch, which loads slowly)."""
+        return self._device or self.requested_device
+
+    @property
+    def model_name(self) -> str:
+        return display_name(self.model_id)
+
+    def source(self) -> ModelSource:
+        """Where the model comes from; raises ModelUnavailable naming what is missing."""
+        return resolve_source(self.model_id, self.options.single_file_config)
+
+    def load_model(self) -> None:
+        import torch
+
+        self._device = resolve_device(self.requested_device)
+        if self.cpu_threads is not None and self.device == "cpu":
+            torch.set_num_threads(self.cpu_threads)
+        dtype = resolve_dtype(self.dtype_name, self.device)
+        started = time.perf_counter()
+        source = self.source()
+        pipeline = load_pipeline(source, dtype, self.download_progress)
+        self._place(pipeline)
+        pipeline.set_progress_bar_config(disable=True)
+        self.base_scheduler = pipeline.scheduler  # per-request schedulers are built from this one
+        self._unused_schedulers.clear()
+        try:
+            from .previews import model_family
+
+            self.family = model_family(pipeline)
+        except ValueError:
+            self.family = None
+        self._use_onednn = onednn_pays_off(pipeline)
+        self.pipeline = pipeline
+        self.size_limits = self._limits_of(pipeline)
+        seconds = time.perf_counter() - started
+        log.info("loaded %s (%s) on %s in %.1fs", self.model_id, source.kind, self.device, seconds)
+
+    def _place(self, pipeline: Any) -> None:
+        """Move to the device and apply the memory options."""
+        options = self.options
+        if options.attention_slicing and hasattr(pipeline, "enable_attention_slicing"):
+            pipeline.enable_attention_slicing()
+        vae = getattr(pipeline, "vae", None)
+        if options.vae_tiling and vae is not None and hasattr(vae, "enable_tiling"):
+            vae.enable_tiling()
+        if options.cpu_offload and self.device == "cuda":
+            pipeline.enable_model_cpu_offload()
+        else:
+            if options.cpu_offload:
+                log.warning("model.cpu_offload needs cuda; running on %s without offload", self.device)
+            pipeline.to(self.device)
+        if options.compile:
+            denoiser = getattr(pipeline, "unet", None) or getattr(pipeline, "transformer", None)
+            if denoiser is not None:
+                denoiser.compile()  # in place: the pipeline keeps its module (and its config)
+
+    def _limits_of(self, pipeline: Any) -> SizeLimits:
+        denoiser = getattr(pipeline, "unet", None) or getattr(pipeline, "transformer", None)
+        config = getattr(denoiser, "config", None)
+        sample_size = getattr(config, "sample_size", None)
+        if not isinstance(sample_size, int):
+            sample_size = getattr(pipeline, "default_sample_size", None)
+        scale = int(getattr(pipeline, "vae_scale_factor", 8))
+        if not isinstance(sample_size, int):
+            return self.size_limits
+        return size_limits_for(sample_size, scale, self.family, getattr(config, "pos_embed_max_size", None))
+
+    def supported_schedulers(self) -> tuple[str, ...]:
+        """Scheduler names this model accepts (judged from its folder's family before it is loaded).
+
+        Called on the event loop (health, submit). Until the model is loaded this must not import
+        diffusers: a first `import diffusers` racing the loading thread's leaves names missing there.
+        """
+        if self.base_scheduler is not None:
+            return supported_schedulers(self.base_scheduler)
+        if self.family is not None:
+            return supported_schedulers(self.family)
+        return SCHEDULER_NAMES
+
+    def _fresh_scheduler(self, name: str) -> Any:
+        """A scheduler no job has stepped: a copy of one built for this name (diffusers' `from_config`
+        costs ~4 ms a call, a deep copy under 1 ms)."""
+        unused = self._unused_schedulers.get(name)
+        if unused is None:
+            unused = self._unused_schedulers[name] = make_scheduler(name, self.base_scheduler)
+        return copy.deepcopy(unused)
+
+    def preview_decoder(self, taesd_dir: str | Path | None = None) -> Any:
+        """The preview method for the loaded model (TAESD when its folder is on disk), built once."""
+        from .previews import PreviewDecoder
+
+        key = str(taesd_dir) if taesd_dir else None
+        decoder = self._preview_decoders.get(key)
+        if decoder is None:
+            decoder = self._preview_decoders[key] = PreviewDecoder.for_pipeline(self.pipeline, taesd_dir)
+        return decoder
+
+    def generate(
+        self,
+        prompt: str,
+        negative_prompt: str = "",
+        num_inference_steps: int = 30,
+        guidance_scale: float = 7.5,
+        num_images: int = 1,
+        seed: int | None = None,
+        width: int | None = None,
+        height: int | None = None,
+        session_id: str | None = None,
+        *,
+        scheduler: str | None = None,
+        on_step: StepCallback | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> list[Image.Image]:
+        """Generate `num_images` images; image i uses seed + i (so any one can be reproduced alone).
+
+        `scheduler` is a name from `SCHEDULER_NAMES` (None: the model's own); every call
+        gets a fresh scheduler built from the model's original one, so no sampler state leaks between jobs.
+        """
+        import torch
+
+        if not self.is_loaded:
+            self.load_model()
+        width = width or self.size_limits.default_width
+        height = height or self.size_limits.default_height
+        problems = self.size_limits.problems(width, height)
+        if problems:
+            raise ValueError("; ".join(message for _, message in problems))
+        fresh_scheduler = self._fresh_scheduler(scheduler or DEFAULT_SCHEDULER)
+        base_seed = random_seed() if seed is None else seed
+        if on_step is None and session_id is not None:
+            on_step = self._session_progress(session_id)
+        generator_device = "cpu" if self.device == "mps" else self.device
+        generators = [torch.Generator(generator_device).manual_seed(base_seed + i) for i in range(num_images)]
+
+        last_reported = 0
+
+        def callback(pipe: Any, step: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+            nonlocal last_reported
+            # Some schedulers (PNDM) run a step more than asked: report on the asked scale, each step once.
+            actual = pipe.num_timesteps or num_inference_steps
+            reported = min((step + 1) * num_inference_steps // actual, num_inference_steps)
+            if on_step is not None and reported > last_reported:
+                last_reported = reported
+                on_step(reported, num_inference_steps, tensors.get("latents"))
+            if should_stop is not None and should_stop():
+                pipe._interrupt = True
+            return tensors
+
+        out_of_memory: BaseException | None = None
+        try:
+            with self._lock, cpu_inference(self._use_onednn) if self.device == "cpu" else nullcontext():
+                self.pipeline.scheduler = fresh_scheduler
+                output = self.pipeline(
+                    prompt=[prompt] * num_images,
+                    negative_prompt=[negative_prompt] * num_images if negative_prompt else None,
+                    num_inference_steps=num_inference_steps,
+                    guidance_scale=guidance_scale,
+                    width=width,
+                    height=height,
+                    generator=generators,
+                    callback_on_step_end=callback,
+                )
+        except Exception as error:
+            if not is_out_of_memory(error):
+                raise
+            out_of_memory = error.with_traceback(None)  # its frames hold the failed call's tensors
+        if out_of_memory is not None:
+            release_memory()
+            raise out_of_memory
+        if should_stop is not None and should_stop():
+            raise GenerationCancelledError("cancelled")
+        return list(output.images)
+
+    @staticmethod
+    def _session_progress(session_id: str) -> StepCallback | None:
+        sink = session_progress_sink()
+        if sink is None:
+            return None
+        return lambda step, total, _latents: sink(session_id, step, total)

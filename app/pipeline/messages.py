@@ -1,0 +1,134 @@
+"""What the server and its generation process say to each other over their pipe (pickled dataclasses).
+
+Server -> process: `RunJob`, `CancelJob`, `Shutdown`. Process -> server: `DownloadProgress` and then
+`ModelLoaded` or `LoadFailed` once at start; per job `StepDone` after every denoising step,
+`PreviewReady` when a preview was rendered, and exactly one outcome (`JobFinished`, `JobCancelled` or
+`JobFailed`).
+
+Fields marked "timing" are `time.perf_counter()` stamps (CLOCK_MONOTONIC on Linux: one clock for both
+processes) and durations that nothing in the server decides on: the benchmarks in bench/ read them to
+tell how long a message took to reach the server and how long the pipeline call itself took.
+
+This pipe is internal to one machine; the public wire format is app/protocol.py.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..config import PreviewSettings
+from ..protocol import GenerationMetadata
+from .values import ModelOptions, SizeLimits
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything the process needs to load its model (it reads no config or environment of its own)."""
+
+    model_id: str
+    device: str
+    dtype: str
+    cpu_threads: int | None
+    options: ModelOptions
+    log_file: str | None = None
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    session_id: str
+    prompt: str
+    negative_prompt: str
+    num_inference_steps: int
+    guidance_scale: float
+    num_images: int
+    seed: int
+    width: int
+    height: int
+    scheduler: str | None
+    previews: PreviewSettings
+    images_dir: str
+
+
+# ----------------------------------------------------------------------------- server -> process
+
+
+@dataclass(frozen=True)
+class RunJob:
+    job: JobSpec
+
+
+@dataclass(frozen=True)
+class CancelJob:
+    session_id: str
+
+
+@dataclass(frozen=True)
+class Shutdown:
+    """Stop the running job at its next step, then exit."""
+
+
+# ----------------------------------------------------------------------------- process -> server
+
+
+@dataclass(frozen=True)
+class DownloadProgress:
+    downloaded_bytes: int
+    total_bytes: int | None
+
+
+@dataclass(frozen=True)
+class ModelLoaded:
+    device: str
+    family: str | None
+    size_limits: SizeLimits
+    schedulers: tuple[str, ...]
+    seconds: float
+
+
+@dataclass(frozen=True)
+class LoadFailed:
+    error: str  # what the artist reads in GET /api/health
+
+
+@dataclass(frozen=True)
+class StepDone:
+    session_id: str
+    step: int
+    total_steps: int
+    at: float  # timing: when the diffusion callback fired
+
+
+@dataclass(frozen=True)
+class PreviewReady:
+    session_id: str
+    step: int
+    jpeg: bytes
+    width: int
+    height: int
+    render_seconds: float  # timing: spent rendering it
+
+
+@dataclass(frozen=True)
+class JobFinished:
+    session_id: str
+    image_names: tuple[str, ...]
+    metadata: GenerationMetadata
+    entered_at: float  # timing: the pipeline call began
+    left_at: float  # timing: and returned
+
+
+@dataclass(frozen=True)
+class JobCancelled:
+    session_id: str
+    entered_at: float  # timing
+    left_at: float  # timing
+
+
+@dataclass(frozen=True)
+class JobFailed:
+    session_id: str
+    error: str
+    entered_at: float  # timing
+    left_at: float  # timing
+
+
+JobOutcome = JobFinished | JobCancelled | JobFailed

@@ -1,0 +1,204 @@
+"""The generation process: where the model lives and every job's pipeline runs.
+
+The server starts it (app/pipeline/client.py) so that the diffusers pipeline, which holds the GIL
+for much of each step with small models, never competes with the server's event loop: many /ws
+subscribers do not slow a generation, and the studio's pages stay responsive while it runs.
+It loads the model once, then answers each `RunJob` with a `StepDone` per step (and `PreviewReady`
+when a preview was rendered) and one outcome; PNGs are written here, before `JobFinished`.
+Messages: app/pipeline/messages.py.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+from collections import deque
+from datetime import datetime, timezone
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from ..protocol import GenerationMetadata
+from .failures import describe_failure
+from .generator import ArtworkGenerator, GenerationCancelledError
+from .messages import (
+    CancelJob,
+    DownloadProgress,
+    JobCancelled,
+    JobFailed,
+    JobFinished,
+    JobOutcome,
+    JobSpec,
+    LoadFailed,
+    ModelLoaded,
+    ModelSpec,
+    PreviewReady,
+    RunJob,
+    Shutdown,
+    StepDone,
+)
+from .png import save_png
+from .preview_renderer import PreviewRenderer
+from .sources import ModelUnavailable
+
+log = logging.getLogger(__name__)
+
+
+class Channel:
+    """The process's end of the pipe: sends from any thread; notices cancels while a job runs."""
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+        self.stopping = False  # Shutdown received, or the server went away
+        self._send_lock = threading.Lock()
+        self._cancelled: str | None = None  # the running job, once a cancel for it arrived
+        self._inbox: deque[Any] = deque()
+
+    def send(self, message: Any) -> None:
+        with self._send_lock:
+            self.connection.send(message)
+
+    def receive(self) -> Any:
+        if self._inbox:
+            return self._inbox.popleft()
+        return self.connection.recv()
+
+    def should_stop(self, session_id: str) -> bool:
+        """Read what arrived since the last step (a poll: microseconds) and say whether to stop this job."""
+        try:
+            while self.connection.poll():
+                message = self.connection.recv()
+                if isinstance(message, CancelJob):
+                    if message.session_id == session_id:  # a late cancel of an earlier job is moot
+                        self._cancelled = session_id
+                elif isinstance(message, Shutdown):
+                    self.stopping = True
+                else:
+                    self._inbox.append(message)
+        except (EOFError, OSError):
+            self.stopping = True
+        return self.stopping or self._cancelled == session_id
+
+
+def configure_logging(log_file: str | None) -> None:
+    formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if log_file:
+        handlers.append(logging.FileHandler(log_file))
+    root = logging.getLogger()
+    root.handlers.clear()
+    for handler in handlers:
+        handler.setFormatter(formatter)
+        root.addHandler(handler)
+    root.setLevel(logging.INFO)
+
+
+def load(spec: ModelSpec, channel: Channel) -> ArtworkGenerator | None:
+    generator = ArtworkGenerator(
+        spec.model_id,
+        device=spec.device,
+        dtype=spec.dtype,
+        cpu_threads=spec.cpu_threads,
+        options=spec.options,
+        download_progress=lambda done, total: channel.send(DownloadProgress(done, total)),
+    )
+    started = time.perf_counter()
+    try:
+        generator.load_model()
+    except Exception as error:
+        log.exception("loading %s failed", spec.model_id)
+        message = str(error) if isinstance(error, ModelUnavailable) else f"{type(error).__name__}: {error}"
+        channel.send(LoadFailed(message))
+        return None
+    channel.send(
+        ModelLoaded(
+            device=generator.device,
+            family=generator.family,
+            size_limits=generator.size_limits,
+            schedulers=generator.supported_schedulers(),
+            seconds=time.perf_counter() - started,
+        )
+    )
+    return generator
+
+
+def run_job(generator: ArtworkGenerator, job: JobSpec, channel: Channel) -> JobOutcome:
+    previews = PreviewRenderer(job.previews, generator, job.width, job.height)
+    rendered: list[float] = []
+
+    def on_step(step: int, total_steps: int, latents: Any) -> None:
+        channel.send(StepDone(job.session_id, step, total_steps, time.perf_counter()))
+        preview = previews.on_step(step, latents)
+        if preview is not None:
+            rendered.append(preview.seconds)
+            channel.send(PreviewReady(job.session_id, step, preview.jpeg, preview.width, preview.height, preview.seconds))
+
+    entered = left = time.perf_counter()
+    try:
+        images = generator.generate(
+            prompt=job.prompt,
+            negative_prompt=job.negative_prompt,
+            num_inference_steps=job.num_inference_steps,
+            guidance_scale=job.guidance_scale,
+            num_images=job.num_images,
+            seed=job.seed,
+            width=job.width,
+            height=job.height,
+            scheduler=job.scheduler,
+            on_step=on_step,
+            should_stop=lambda: channel.should_stop(job.session_id),
+        )
+        left = time.perf_counter()
+        metadata = GenerationMetadata(
+            prompt=job.prompt,
+            negative_prompt=job.negative_prompt,
+            seed=job.seed,
+            num_inference_steps=job.num_inference_steps,
+            guidance_scale=job.guidance_scale,
+            model=generator.model_name,
+            width=images[0].width,
+            height=images[0].height,
+            scheduler=job.scheduler or "default",
+            created_at=datetime.now(timezone.utc),
+            duration_seconds=round(left - entered, 3),
+        )
+        stamp = metadata.created_at.strftime("%Y%m%d-%H%M%S")
+        names = tuple(f"{stamp}-{job.session_id[:8]}-{index}.png" for index in range(len(images)))
+        for name, image in zip(names, images):
+            save_png(image, Path(job.images_dir) / name, metadata)
+    except GenerationCancelledError:
+        return JobCancelled(job.session_id, entered, time.perf_counter())
+    except Exception as error:  # the model's failure is the job's failure, not the process's
+        log.warning("job %s failed: %r", job.session_id, error)
+        return JobFailed(job.session_id, describe_failure(error), entered, time.perf_counter())
+    finally:
+        if rendered:
+            log.info("job %s: %d previews, %.1f ms each", job.session_id, len(rendered),
+                     1000 * sum(rendered) / len(rendered))
+    return JobFinished(job.session_id, names, metadata, entered, left)
+
+
+def serve(connection: Connection, spec: ModelSpec) -> None:
+    """The process's main function: load the model, then run jobs until told to stop or the server goes."""
+    configure_logging(spec.log_file)
+    channel = Channel(connection)
+    try:
+        generator = load(spec, channel)
+    except (BrokenPipeError, EOFError, OSError):
+        return  # the server went away while the model loaded
+    if generator is None:
+        return
+    while not channel.stopping:
+        try:
+            message = channel.receive()
+        except (EOFError, OSError):
+            return  # the server is gone
+        if isinstance(message, Shutdown):
+            return
+        if isinstance(message, RunJob):
+            outcome = run_job(generator, message.job, channel)
+            try:
+                channel.send(outcome)
+            except (BrokenPipeError, OSError):
+                return

@@ -1,0 +1,128 @@
+"""Value types and rules shared by the server and its generation process (no torch, no diffusers).
+
+The server validates requests with these (sizes, sampler names, model families) before a job is
+queued; the generation process uses the same ones when it runs the job, so the two never disagree.
+"""
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+FAMILIES: tuple[str, ...] = ("sd", "sdxl", "sd3", "flux")
+FLOW_MATCHING_FAMILIES: frozenset[str] = frozenset({"sd3", "flux"})
+"""Transformer models trained with flow matching: they patchify 2x2 latents and need flow samplers."""
+
+# Pipeline class-name prefixes, most specific first ("StableDiffusionXL..." also starts with "StableDiffusion").
+_FAMILY_PREFIXES = (("StableDiffusionXL", "sdxl"), ("StableDiffusion3", "sd3"), ("Flux", "flux"), ("StableDiffusion", "sd"))
+
+DEFAULT_SCHEDULER = "default"
+SCHEDULER_NAMES: tuple[str, ...] = (DEFAULT_SCHEDULER, "euler", "euler_a", "dpmpp_2m", "dpmpp_2m_karras", "ddim", "unipc")
+FLOW_MATCHING_SCHEDULER_NAMES: tuple[str, ...] = (DEFAULT_SCHEDULER, "euler", "dpmpp_2m", "unipc")
+
+
+def family_of_class_name(class_name: str) -> str | None:
+    """"sd", "sdxl", "sd3" or "flux" for a diffusers pipeline class name (any task variant), else None."""
+    for prefix, family in _FAMILY_PREFIXES:
+        if class_name.startswith(prefix):
+            return family
+    return None
+
+
+def family_of_folder(folder: Path) -> str | None:
+    """The family of a diffusers folder, from its model_index.json (no weights read)."""
+    try:
+        name = str(json.loads((folder / "model_index.json").read_text()).get("_class_name", ""))
+    except (OSError, ValueError):
+        return None
+    return family_of_class_name(name)
+
+
+def schedulers_for_family(family: str) -> tuple[str, ...]:
+    """Sampler names a model family accepts; ValueError naming the families for an unknown one."""
+    family = family.strip().lower()
+    if family not in FAMILIES:
+        raise ValueError(f"unknown model family {family!r}; expected one of: {', '.join(sorted(FAMILIES))}")
+    return FLOW_MATCHING_SCHEDULER_NAMES if family in FLOW_MATCHING_FAMILIES else SCHEDULER_NAMES
+
+
+def display_name(model_id: str) -> str:
+    """How a model is named to people: a local model's folder or file name; a hub id as it is."""
+    return Path(model_id).name if Path(model_id).exists() else model_id
+
+
+def random_seed() -> int:
+    return random.SystemRandom().randrange(0, 2**32)
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    """Device and memory options from config.yaml's `model` section."""
+
+    attention_slicing: bool = False
+    vae_tiling: bool = False
+    cpu_offload: bool = False  # cuda only
+    compile: bool = False
+    single_file_config: str | None = None
+
+
+@dataclass(frozen=True)
+class SizeLimits:
+    default_width: int
+    default_height: int
+    minimum: int
+    maximum: int
+    multiple: int = 8
+
+    def problems(self, width: int, height: int) -> list[tuple[str, str]]:
+        """(field, message) for each dimension this model cannot generate."""
+        found = []
+        for name, value in (("width", width), ("height", height)):
+            if value % self.multiple:
+                found.append((name, f"{name} {value} is not a multiple of {self.multiple}"))
+            elif not self.minimum <= value <= self.maximum:
+                found.append((name, f"{name} {value} is outside this model's range {self.minimum}-{self.maximum}"))
+        return found
+
+
+GENERIC_LIMITS = SizeLimits(512, 512, 64, 2048)
+
+
+def size_limits_for(
+    sample_size: int, vae_scale: int, family: str | None, max_patched: int | None = None
+) -> SizeLimits:
+    """Native size and allowed range of a denoiser that works on `sample_size` latents."""
+    native = sample_size * vae_scale
+    multiple = 2 * vae_scale if family in FLOW_MATCHING_FAMILIES else vae_scale
+    maximum = max(native * 4, 256)
+    if max_patched:  # SD3's position embedding covers at most this many 2x2 patches per side
+        maximum = min(maximum, max_patched * multiple)
+    minimum = max(8 * vae_scale, 32)
+    minimum = -(-minimum // multiple) * multiple
+    native = -(-native // multiple) * multiple
+    return SizeLimits(native, native, minimum=minimum, maximum=maximum - maximum % multiple, multiple=multiple)
+
+
+def inspect_size_limits(model_id: str) -> SizeLimits:
+    """Read a local model folder's configs (no weights) to find its native and allowed sizes."""
+    folder = Path(model_id)
+    if not (folder / "model_index.json").is_file():
+        return GENERIC_LIMITS
+    try:
+        vae_config = json.loads((folder / "vae" / "config.json").read_text())
+        scale = 2 ** (len(vae_config.get("block_out_channels", [0, 0, 0, 0])) - 1)
+        denoiser = next(
+            (folder / name / "config.json" for name in ("unet", "transformer") if (folder / name / "config.json").is_file()),
+            None,
+        )
+        denoiser_config = json.loads(denoiser.read_text()) if denoiser else {}
+    except (OSError, ValueError):
+        return GENERIC_LIMITS
+    family = family_of_folder(folder)
+    sample_size = denoiser_config.get("sample_size")
+    if family == "flux" and not isinstance(sample_size, int):
+        sample_size = 128  # FLUX.1 is trained at 1024x1024; its transformer config has no sample_size
+    if not isinstance(sample_size, int):
+        return GENERIC_LIMITS
+    return size_limits_for(sample_size, scale, family, denoiser_config.get("pos_embed_max_size"))

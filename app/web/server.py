@@ -1,0 +1,112 @@
+"""Wire the engine into NiceGUI's FastAPI app: REST routes, /ws, pages, start-up and shut-down."""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+from fastapi.middleware.cors import CORSMiddleware
+from nicegui import app as web_app
+from nicegui import background_tasks, ui
+
+from ..config import Settings
+from ..engine import Engine
+from ..engine.events import bus
+from ..pipeline.progress_sink import set_session_progress_sink
+from ..protocol import GenerationProgress, progress_text
+from . import api, websocket
+from .idle_gc import IdleCollector, exempt_startup_objects
+
+
+def configure_logging(data_dir: Path) -> None:
+    log_dir = data_dir / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    file_handler = logging.FileHandler(log_dir / "ai-artist.log")
+    console = logging.StreamHandler()
+    for handler in (file_handler, console):
+        handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.setLevel(logging.INFO)
+    root.addHandler(file_handler)
+    root.addHandler(console)
+
+
+def collect_garbage_while_idle(engine: Engine) -> Callable[[], None]:
+    """A start-up hook: freeze the start-up objects, then keep full garbage collections out of jobs
+    (app/idle_gc.py)."""
+
+    def start() -> None:
+        exempt_startup_objects()
+        background_tasks.create(IdleCollector(engine.is_idle).run(), name="idle garbage collection")
+
+    return start
+
+
+def serve_websockets_with_sansio() -> None:
+    """Serve every websocket (/ws and NiceGUI's own) with uvicorn's `websockets-sansio` protocol.
+
+    NiceGUI's `ui.run` pins uvicorn to `ws="wsproto"` (to avoid the deprecated `websockets.legacy`, not
+    for speed); uvicorn itself picks `websockets-sansio` by default since 0.50. Its framing costs the
+    /ws fan-out about a third less event-loop CPU per delivered message (bench/latency.py; figures in
+    docs/benchmarks.md). Runs at start-up, before uvicorn listens: each new connection reads
+    `config.ws_protocol_class` when it upgrades.
+    """
+    from nicegui.server import Server
+    from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+    server = getattr(Server, "instance", None)
+    if server is not None:  # None under NiceGUI's simulated `User` tests: no uvicorn at all
+        server.config.ws_protocol_class = WebSocketsSansIOProtocol
+
+
+def publish_library_progress(session_id: str, step: int, total_steps: int) -> None:
+    """The progress sink of `ArtworkGenerator.generate(..., session_id=...)` inside the server's process."""
+    bus.publish_threadsafe(
+        GenerationProgress(
+            session_id=session_id, step=step, total_steps=total_steps, message=progress_text(step, total_steps)
+        )
+    )
+
+
+def build(settings: Settings) -> Engine:
+    """Create the engine and attach every face of it to NiceGUI's app. Call once, before `ui.run`."""
+    engine = Engine(settings, bus)
+    web_app.state.engine = engine
+    web_app.add_middleware(
+        CORSMiddleware,
+        allow_origin_regex=settings.server.cors_origins,
+        allow_methods=["GET", "POST"],
+        allow_headers=["Content-Type"],
+    )
+    websocket.manager.bind_engine(engine)
+    set_session_progress_sink(publish_library_progress)
+    web_app.include_router(api.router)
+    web_app.include_router(websocket.router)
+    web_app.on_startup(serve_websockets_with_sansio)
+    web_app.on_startup(engine.start)
+    web_app.on_startup(collect_garbage_while_idle(engine))
+    web_app.on_shutdown(engine.stop)
+    from ..ui import pages
+
+    pages.register(engine)
+    return engine
+
+
+def run(settings: Settings) -> None:
+    data_dir = Path(settings.storage.data_dir).resolve()
+    configure_logging(data_dir)
+    build(settings)
+    ui.run(
+        host=settings.server.host,
+        port=settings.server.port,
+        title=settings.server.title,
+        reload=False,
+        show=False,
+        dark=None,
+        fastapi_docs=True,
+        show_welcome_message=False,
+        favicon="🎨",
+        # permessage-deflate keeps zlib state per socket (~100 KB each) and doubles progress latency.
+        ws_per_message_deflate=False,
+    )
