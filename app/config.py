@@ -1,12 +1,22 @@
-"""config.yaml -> typed settings, with environment overrides (AI_ARTIST_SECTION__KEY=value)."""
+"""config.yaml -> typed settings, with environment overrides (AI_ARTIST_SECTION__KEY=value).
+
+pydantic-settings does the reading: the environment (prefix `AI_ARTIST_`, `__` between section and
+key) takes precedence over the YAML file, which takes precedence over the defaults here. An invalid
+value stops the launch with a message that names the key and what is allowed.
+"""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG_PATH = PROJECT_ROOT / "config.yaml"
@@ -17,10 +27,8 @@ class ConfigError(ValueError):
     """A config value is invalid; the message names the key and what is allowed."""
 
 
-class _Section(BaseModel):
-    """A settings section that also reads like the dict the websocket guide indexes (config["model"])."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+class _ReadsLikeADict:
+    """Settings that also read like the dict the websocket guide indexes (config["model"]["device"])."""
 
     def __getitem__(self, key: str) -> Any:
         if key not in type(self).model_fields:
@@ -29,6 +37,10 @@ class _Section(BaseModel):
 
     def get(self, key: str, default: Any = None) -> Any:
         return getattr(self, key, default)
+
+
+class _Section(_ReadsLikeADict, BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
 class ModelSettings(_Section):
@@ -57,6 +69,11 @@ class StorageSettings(_Section):
     data_dir: Path = Path("data")
 
 
+def log_file_in(data_dir: Path) -> Path:
+    """Where the server and its generation processes write their logs."""
+    return data_dir / "logs" / "ai-artist.log"
+
+
 class QueueSettings(_Section):
     max_pending: int = Field(100, ge=1, le=100_000)
     max_attempts: int = Field(2, ge=1, le=10)
@@ -70,7 +87,17 @@ class PreviewSettings(_Section):
     taesd_dir: Path | None = None
 
 
-class Settings(_Section):
+class Settings(_ReadsLikeADict, BaseSettings):
+    """Every setting. `Settings()` reads the environment only; `load_config()` adds config.yaml."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        env_parse_none_str="null",
+        extra="forbid",
+        validate_assignment=True,
+    )
+
     model: ModelSettings = ModelSettings()
     server: ServerSettings = ServerSettings()
     storage: StorageSettings = StorageSettings()
@@ -83,32 +110,6 @@ class Settings(_Section):
         if not candidate.is_absolute() and (base_dir / candidate).exists():
             return str((base_dir / candidate).resolve())
         return str(candidate) if candidate.exists() else self.model.base_model
-
-
-def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
-    overrides: dict[str, Any] = {}
-    for name, raw in environ.items():
-        if not name.startswith(ENV_PREFIX) or "__" not in name:
-            continue
-        section, _, key = name[len(ENV_PREFIX):].lower().partition("__")
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else raw
-        except yaml.YAMLError:
-            value = raw
-        if isinstance(value, (dict, list)):
-            value = raw
-        overrides.setdefault(section, {})[key] = value
-    return overrides
-
-
-def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
 
 
 def _describe(error: dict[str, Any]) -> str:
@@ -124,22 +125,46 @@ def _describe(error: dict[str, Any]) -> str:
     return message
 
 
-def load_config(path: str | Path | None = None, environ: dict[str, str] | None = None) -> Settings:
+def _settings_reading(config_file: Path) -> type[Settings]:
+    """Settings whose values come from the environment, then `config_file`, then the defaults."""
+
+    class SettingsFromFile(Settings):
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            return init_settings, env_settings, YamlConfigSettingsSource(settings_cls, yaml_file=config_file)
+
+    return SettingsFromFile
+
+
+def _check_yaml(config_path: Path) -> None:
+    """Say plainly what is wrong with a file that is not a YAML mapping of sections."""
+    try:
+        raw = yaml.safe_load(config_path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{config_path}: not valid YAML: {exc}") from exc
+    if raw is not None and not isinstance(raw, dict):
+        raise ConfigError(f"{config_path}: expected a mapping of sections, got {type(raw).__name__}")
+
+
+def load_config(path: str | Path | None = None) -> Settings:
     """Read config.yaml (or `path`), apply AI_ARTIST_* environment overrides, validate."""
     config_path = Path(path) if path is not None else DEFAULT_CONFIG_PATH
-    raw: dict[str, Any] = {}
     if config_path.exists():
-        try:
-            raw = yaml.safe_load(config_path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{config_path}: not valid YAML: {exc}") from exc
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{config_path}: expected a mapping of sections, got {type(raw).__name__}")
+        _check_yaml(config_path)
+        settings_class = _settings_reading(config_path)
     elif path is not None:
         raise ConfigError(f"config file not found: {config_path}")
-    raw = _merge(raw, _env_overrides(dict(os.environ if environ is None else environ)))
+    else:
+        settings_class = Settings
     try:
-        settings = Settings.model_validate(raw)
+        settings = settings_class()
     except ValidationError as exc:
         problems = "; ".join(_describe(error) for error in exc.errors())
         raise ConfigError(f"invalid configuration in {config_path}: {problems}") from None

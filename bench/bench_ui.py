@@ -272,7 +272,7 @@ def measure(base_url: str, browser, tabs: int, steps: int) -> Measurement:
     cpu_used = {program: round(cpu_after[program] - cpu_before.get(program, 0.0), 2) for program in cpu_after}
     loop = httpx.get(base_url + "/bench/loop", params={"reset": True}).json()
     for page in pages:
-        expect(page.locator(".job-card", has_text=prompt).locator("img[src^='/images/']")).to_be_visible()
+        expect(page.locator(".job-card", has_text=prompt).locator("img[src^='/images/']")).to_be_visible(timeout=120_000)
     counting["on"] = False
     for page in pages:
         page.close()

@@ -12,6 +12,7 @@ import sys
 import time
 from typing import Any
 
+
 def main(argv: list[str]) -> None:
     from nicegui import app as web_app
 

@@ -126,7 +126,7 @@ def run(ctx: Context, server: Server) -> list[Row]:
              "of them; one client process on the same 2 cores as the server.")
     served_by = ", ".join(f"{name} × {count}" for name, count in sorted(protocols.items()))
     ctx.note("progress latency", f"uvicorn connections during the last measurement, by protocol class: {served_by}.")
-    ctx.note("progress latency", f"Server's garbage-collector thresholds: {tuple(gc_threshold)} (app/idle_gc.py "
+    ctx.note("progress latency", f"Server's garbage-collector thresholds: {tuple(gc_threshold)} (app/web/idle_gc.py "
              "makes automatic full collections rarer and runs them while no job runs).")
     return rows
 

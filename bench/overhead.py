@@ -4,7 +4,7 @@ Server time: `POST /api/generate` until `generation_complete` has reached every 
 subscribers: until the server published it, from the hooked server's stamps; same clock). Bare time: the same
 model, prompt, steps, guidance, size and seed through `pipeline(...)` in its own process with
 `torch.set_num_threads(1)` (the server runs with `AI_ARTIST_MODEL__CPU_THREADS=1`) and the server's CPU settings
-(`app/cpu_speed.py`). Bare and server runs
+(`app/pipeline/cpu_speed.py`). Bare and server runs
 are interleaved and each server run is divided by the bare run just before it; the median ratio is
 reported.
 
@@ -22,7 +22,16 @@ from pathlib import Path
 
 import httpx
 
-from .common import PROMPT, PROJECT_ROOT, Context, Row, Server, job_body, median, raise_open_files
+from .common import (
+    PROJECT_ROOT,
+    PROMPT,
+    Context,
+    Row,
+    Server,
+    job_body,
+    median,
+    raise_open_files,
+)
 from .ws_client import ClientThread, connect_many, subscribe_all, wait_terminals
 
 

@@ -18,7 +18,17 @@ import traceback
 from pathlib import Path
 
 from . import capacity, latency, overhead, queue_gap, slow_client, startup, studio
-from .common import PROJECT_ROOT, WORK_ROOT, Context, Row, Server, default_model, machine, model_label, raise_open_files
+from .common import (
+    PROJECT_ROOT,
+    WORK_ROOT,
+    Context,
+    Row,
+    Server,
+    default_model,
+    machine,
+    model_label,
+    raise_open_files,
+)
 
 BENCHES = ["startup", "overhead", "latency", "queue_gap", "slow_client", "capacity", "studio"]
 FINDINGS = (Path(__file__).parent / "FINDINGS.md").read_text()  # appended to a full run's table

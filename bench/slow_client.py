@@ -18,8 +18,8 @@ import json
 import httpx
 
 from .common import Context, Row, Server, job_body, percentile
-from .ws_client import WsClient, connect_many, post_job, subscribe_all, wait_terminals
 from .latency import progress_latencies
+from .ws_client import WsClient, connect_many, post_job, subscribe_all, wait_terminals
 
 
 async def outbox_of(http: httpx.AsyncClient, session_id: str) -> dict | None:

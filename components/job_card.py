@@ -10,8 +10,8 @@ from collections.abc import Callable
 
 from nicegui import ui
 
-from app.ui.live_jobs import LiveJob
 from app.protocol import GenerationMetadata
+from app.ui.live_jobs import LiveJob
 
 STATUS_LOOK = {
     "queued": ("Queued", "grey-7", "schedule"),

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from nicegui import ui
 
 from app.ui.live_jobs import LiveJob
+
 from .job_card import OpenImage, job_card
 
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 from nicegui import events, ui
 
-from app.ui.live_jobs import StudioStatus
 from app.protocol import ModelList
+from app.ui.live_jobs import StudioStatus
 
 PICKER_STATE_LOOK = {"loading": ("Loading…", "amber-8"), "ready": ("Ready", "positive"), "error": ("Failed", "negative")}
 KIND_LABELS = {"folder": "folder", "single_file": "checkpoint", "hub": "hub"}

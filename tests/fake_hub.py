@@ -17,8 +17,11 @@ COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 
 class FakeHub:
-    def __init__(self, repos: dict[str, Path]) -> None:
+    def __init__(self, repos: dict[str, Path], gate: threading.Event | None = None) -> None:
+        """`gate`: when given, weight files (.safetensors) are held back until it is set: configs come at
+        once, and the download stays in progress (the model "loading") until the test says."""
         self.repos = repos
+        self.gate = gate
         self.requests: list[str] = []
         hub = self
 
@@ -86,6 +89,8 @@ class FakeHub:
             file = self._files(repo).get(name) if repo in self.repos else None
             if file is None:
                 return self._send(handler, 404, b"not found", {"X-Error-Code": "EntryNotFound"}, body)
+            if body and self.gate is not None and name.endswith(".safetensors"):
+                self.gate.wait()
             data = file.read_bytes()
             headers = {"X-Repo-Commit": COMMIT, "ETag": f'"{hashlib.sha256(data).hexdigest()}"',
                        "Content-Type": "application/octet-stream"}

@@ -55,11 +55,30 @@ def test_images_route_serves_only_output_files(server, path):
     assert b"SQLite" not in response.content and b"root:" not in response.content
 
 
-def test_job_list_filters_and_pages(server):
-    response = httpx.get(f"{server.base_url}/api/jobs", params={"status": "bogus"})
-    assert response.status_code == 422
-    page = httpx.get(f"{server.base_url}/api/jobs", params={"limit": 1}).json()
-    assert page["limit"] == 1 and len(page["items"]) <= 1
+def test_job_list_filters_and_pages(start_server):
+    server = start_server()
+    jobs = f"{server.base_url}/api/jobs"
+    response = httpx.get(jobs, params={"status": "bogus"})
+    assert response.status_code == 422 and "status" in response.text
+    submitted = [
+        httpx.post(f"{server.base_url}/api/generate", json={"prompt": prompt, "num_inference_steps": 2}).json()
+        for prompt in ("a red circle", "a blue square", "a green triangle")
+    ]
+    newest = submitted[-1]["session_id"]
+    assert httpx.post(f"{jobs}/{newest}/cancel").json()["status"] == "cancelled"  # still queued: at once
+    server.wait_until(lambda health: health["queue"]["pending"] == 0 and health["queue"]["running"] == 0)
+
+    completed = httpx.get(jobs, params={"status": "completed"}).json()
+    assert completed["total"] == 2 and {job["status"] for job in completed["items"]} == {"completed"}
+    assert [job["session_id"] for job in completed["items"]] == [submitted[1]["session_id"], submitted[0]["session_id"]]
+    cancelled = httpx.get(jobs, params={"status": "cancelled"}).json()
+    assert [job["session_id"] for job in cancelled["items"]] == [newest] and cancelled["total"] == 1
+    assert httpx.get(jobs, params={"status": "failed"}).json() == {"items": [], "total": 0, "offset": 0, "limit": 50}
+
+    first = httpx.get(jobs, params={"limit": 1}).json()
+    assert first["limit"] == 1 and first["total"] == 3 and [job["session_id"] for job in first["items"]] == [newest]
+    second = httpx.get(jobs, params={"limit": 1, "offset": 1}).json()
+    assert [job["session_id"] for job in second["items"]] == [submitted[1]["session_id"]]
 
 
 async def test_ws_errors_keep_the_connection_open(server):

@@ -5,7 +5,11 @@ import asyncio
 import os
 import threading
 
+import pytest
+
 from bench.ws_client import ClientThread
+
+pytestmark = [pytest.mark.bench]
 
 
 def thread_niceness(native_id: int) -> int:

@@ -8,7 +8,11 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from tests.server_process import PROJECT_ROOT
+
+pytestmark = [pytest.mark.bench, pytest.mark.browser, pytest.mark.slow]
 
 BENCHES = ("start-up", "overhead", "progress latency", "queue", "slow client", "capacity", "studio")
 NUMBER = re.compile(r"^-?\d+(\.\d+)?( / -?\d+(\.\d+)?)?$")
@@ -44,8 +48,8 @@ def test_smoke_run_writes_a_table_of_numbers(tmp_path, model_dir):
     delivered = next(row for row in rows if row[0] == "capacity" and "delivered" in row[1])
     got, expected = (int(part) for part in delivered[2].split(" / "))
     assert got == expected > 0
-    assert "WebSocketsSansIOProtocol × " in text  # /ws is served by uvicorn's websockets-sansio (app/server.py)
+    assert "WebSocketsSansIOProtocol × " in text  # /ws is served by uvicorn's websockets-sansio (app/web/server.py)
     thresholds = re.search(r"garbage-collector thresholds: \((\d+), (\d+), (\d+)\)", text)
-    assert thresholds and int(thresholds[3]) >= 100  # app/idle_gc.py ran in the server
+    assert thresholds and int(thresholds[3]) >= 100  # app/web/idle_gc.py ran in the server
     close = next(row for row in rows if row[0] == "slow client" and "close code" in row[1])
     assert close[2].startswith("1013") and "too slow" in close[2]

@@ -18,18 +18,33 @@ def test_shipped_config_loads_and_reads_like_the_guide():
     assert config.server.port == 8000 and config.queue.max_pending >= 1
 
 
-def test_environment_overrides_the_file():
-    config = load_config(environ={"AI_ARTIST_MODEL__DEVICE": "cpu", "AI_ARTIST_QUEUE__MAX_PENDING": "7"})
-    assert config.model.device == "cpu" and config.queue.max_pending == 7
+@pytest.fixture(autouse=True)
+def no_overrides(monkeypatch):
+    """Each test sees only the AI_ARTIST_* variables it sets itself."""
+    for name in [name for name in os.environ if name.startswith("AI_ARTIST_")]:
+        monkeypatch.delenv(name)
+
+
+def test_environment_overrides_the_file_and_the_file_the_defaults(tmp_path, monkeypatch):
+    path = tmp_path / "config.yaml"
+    path.write_text("model:\n  device: cuda\n  dtype: float16\nqueue:\n  max_pending: 3\n")
+    monkeypatch.setenv("AI_ARTIST_MODEL__DEVICE", "cpu")
+    monkeypatch.setenv("AI_ARTIST_QUEUE__MAX_PENDING", "7")
+    monkeypatch.setenv("AI_ARTIST_MODEL__CPU_THREADS", "null")
+    config = load_config(path)
+    assert config.model.device == "cpu" and config.queue.max_pending == 7  # the environment wins
+    assert config.model.dtype == "float16"  # the file's value where the environment says nothing
+    assert config.model.cpu_threads is None and config.server.port == 8000  # defaults
+    assert config.previews.max_side == 256
 
 
 def test_relative_model_paths_resolve_against_the_config_file(tmp_path):
     (tmp_path / "models" / "mine").mkdir(parents=True)
     path = tmp_path / "config.yaml"
     path.write_text("model:\n  base_model: models/mine\n")
-    assert load_config(path, environ={}).model.base_model == str(tmp_path / "models" / "mine")
+    assert load_config(path).model.base_model == str(tmp_path / "models" / "mine")
     path.write_text("model:\n  base_model: some-org/some-model\n")
-    assert load_config(path, environ={}).model.base_model == "some-org/some-model"
+    assert load_config(path).model.base_model == "some-org/some-model"
 
 
 @pytest.mark.parametrize(
@@ -40,15 +55,18 @@ def test_relative_model_paths_resolve_against_the_config_file(tmp_path):
         ("server:\n  port: 0\n", {}, ["server.port", "greater than or equal to 1"]),
         ("queue:\n  max_pending: many\n", {}, ["queue.max_pending", "'many'"]),
         ("model:\n  colour: red\n", {}, ["model.colour", "unknown setting"]),
+        ("", {"AI_ARTIST_MODEL__COLOUR": "red"}, ["model.colour", "unknown setting"]),
         ("- just\n- a list\n", {}, ["expected a mapping"]),
         ("model: [unclosed\n", {}, ["not valid YAML"]),
     ],
 )
-def test_invalid_values_name_the_key_and_what_is_allowed(tmp_path, text, environ, expected):
+def test_invalid_values_name_the_key_and_what_is_allowed(tmp_path, monkeypatch, text, environ, expected):
     path = tmp_path / "config.yaml"
     path.write_text(text)
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
     with pytest.raises(ConfigError) as raised:
-        load_config(path, environ=environ)
+        load_config(path)
     for fragment in expected:
         assert fragment in str(raised.value)
 

@@ -1,4 +1,4 @@
-"""The CPU settings applied around each pipeline call on the CPU (app/cpu_speed.py)."""
+"""The CPU settings applied around each pipeline call on the CPU (app/pipeline/cpu_speed.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,11 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from app.pipeline.cpu_speed import SMALL_DENOISER_PARAMETERS, cpu_inference, onednn_pays_off
+from app.pipeline.cpu_speed import (
+    SMALL_DENOISER_PARAMETERS,
+    cpu_inference,
+    onednn_pays_off,
+)
 
 
 def _pipeline_with_unet_of(parameters: int) -> SimpleNamespace:

@@ -15,6 +15,8 @@ from tests.server_jobs import run_job
 from tests.server_process import ServerProcess
 from tests.ws_client import WsClient
 
+pytestmark = pytest.mark.slow  # servers (or an engine) of its own
+
 MEMORY_OPTIONS = {
     "AI_ARTIST_MODEL__ATTENTION_SLICING": "true",
     "AI_ARTIST_MODEL__VAE_TILING": "true",

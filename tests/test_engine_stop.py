@@ -5,10 +5,14 @@ import asyncio
 import os
 from pathlib import Path
 
+import pytest
+
 from app.config import ModelSettings, Settings, StorageSettings
 from app.engine import Engine
 from app.engine.events import EventBus
 from app.protocol import GenerateRequest, GenerationProgress, SessionEvent
+
+pytestmark = pytest.mark.slow  # servers (or an engine) of its own
 
 
 def process_exists(pid: int) -> bool:

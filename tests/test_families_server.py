@@ -14,10 +14,13 @@ from PIL import Image
 
 from app.pipeline.png import read_png_metadata
 from app.pipeline.schedulers import FLOW_MATCHING_SCHEDULER_NAMES, SCHEDULER_NAMES
-from app.testing.tiny_models import TINY_IMAGE_SIZE, save_single_file_checkpoint
+from app.testing.single_file import save_single_file_checkpoint
+from app.testing.tiny_models import TINY_IMAGE_SIZE
 from tests.server_jobs import run_job, submit
 from tests.server_process import ServerProcess
 from tests.ws_client import WsClient, for_session, is_terminal
+
+pytestmark = pytest.mark.slow  # servers (or an engine) of its own
 
 FLOW = ("sd3", "flux")
 SERVED = ("sd", "sdxl", "sd3", "flux", "single_file")
@@ -29,7 +32,7 @@ def offline_env(tmp: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def single_file_checkpoint(tiny_pipeline_dirs, tmp_path_factory) -> Path:  # noqa: F811
+def single_file_checkpoint(tiny_pipeline_dirs, tmp_path_factory) -> Path:
     """A tiny SD pipeline as one original-layout .safetensors, with its configs beside it as `<stem>/`."""
     folder = tmp_path_factory.mktemp("single-file")
     checkpoint = save_single_file_checkpoint(tiny_pipeline_dirs["sd"], folder / "tiny-sd-single.safetensors")
@@ -40,7 +43,7 @@ def single_file_checkpoint(tiny_pipeline_dirs, tmp_path_factory) -> Path:  # noq
 
 
 @pytest.fixture(scope="module")
-def family_servers(tiny_pipeline_dirs, single_file_checkpoint, tmp_path_factory) -> Iterator[dict[str, ServerProcess]]:  # noqa: F811
+def family_servers(tiny_pipeline_dirs, single_file_checkpoint, tmp_path_factory) -> Iterator[dict[str, ServerProcess]]:
     """One real server per family, started side by side (each loads its own tiny model)."""
     models = {**tiny_pipeline_dirs, "single_file": single_file_checkpoint}
     servers = {}

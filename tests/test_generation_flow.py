@@ -94,3 +94,31 @@ async def test_many_images_in_one_job_have_consecutive_seeds(server):
         gallery = (await http.get("/api/gallery", params={"limit": 200})).json()["items"]
         mine = [item for item in gallery if item["session_id"] == session_id]
         assert sorted(item["index"] for item in mine) == [0, 1, 2]
+
+
+async def test_rest_reports_the_eta_that_ws_sent_for_the_same_step(server):
+    """One ETA for every face: computed once per step, stored, and reported as it was sent."""
+    async with WsClient(server.ws_url) as ws, httpx.AsyncClient(base_url=server.base_url) as http:
+        session_id = (await http.post("/api/generate", json={"prompt": "a slow one", "num_inference_steps": 60})).json()[
+            "session_id"
+        ]
+        await ws.subscribe(session_id)
+        sent: dict[int, float | None] = {}
+        reported: dict[int, float | None] = {}
+        while True:
+            message = await ws.recv()
+            if message.get("session_id") != session_id:
+                continue
+            if message["type"] == "generation_progress":
+                sent[message["step"]] = message["eta_seconds"]
+                job = (await http.get(f"/api/jobs/{session_id}")).json()
+                if job["status"] == "running" and job["step"] > 0:
+                    reported[job["step"]] = job["eta_seconds"]
+            if is_terminal(message):
+                break
+        assert message["type"] == "generation_complete"
+        compared = {step: eta for step, eta in reported.items() if step in sent}
+        assert len(compared) >= 5, f"too few steps seen on both faces: {sorted(compared)}"
+        assert compared == {step: sent[step] for step in compared}
+        assert all(eta is not None and eta >= 0 for eta in compared.values())
+        assert (await http.get(f"/api/jobs/{session_id}")).json()["eta_seconds"] is None  # finished: no ETA

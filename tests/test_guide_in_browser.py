@@ -13,6 +13,8 @@ from playwright.sync_api import ConsoleMessage, sync_playwright
 
 from tests.server_process import port_is_free
 
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
 CONNECT_SNIPPET = """
 const ws = new WebSocket('ws://localhost:8000/ws');
 

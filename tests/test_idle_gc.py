@@ -1,4 +1,4 @@
-"""Full garbage collections happen while the worker is idle, not while a job runs (app/idle_gc.py)."""
+"""Full garbage collections happen while the worker is idle, not while a job runs (app/web/idle_gc.py)."""
 from __future__ import annotations
 
 import asyncio
@@ -7,61 +7,55 @@ from collections.abc import Iterator
 
 import pytest
 
-from app.web.idle_gc import RARER, IdleCollector
+from app.web.idle_gc import DEFAULT_FULL_COLLECTION_THRESHOLD, RARER, IdleCollector
 
 
-@pytest.fixture
-def full_collections() -> Iterator[list[int]]:
-    """One entry per generation-2 collection started while the test runs; restores the thresholds."""
-    seen: list[int] = []
-
-    def on_gc(phase: str, info: dict) -> None:
-        if phase == "start" and info["generation"] == 2:
-            seen.append(info["generation"])
-
-    gc.callbacks.append(on_gc)
+@pytest.fixture(autouse=True)
+def thresholds_restored() -> Iterator[None]:
     threshold = gc.get_threshold()
-    yield seen
-    gc.callbacks.remove(on_gc)
+    yield
     gc.set_threshold(*threshold)
 
 
-async def test_collects_only_while_idle_and_only_when_objects_were_promoted(full_collections):
-    idle = asyncio.Event()
-    collector = IdleCollector(idle.is_set)
+def test_collects_only_while_idle_and_only_when_objects_were_promoted():
+    idle = False
+    collector = IdleCollector(lambda: idle)
     gc.collect(1)  # young objects promoted to the old generation since the last full collection
     assert gc.get_count()[2] > 0
 
     assert not collector.collect_if_idle()  # a job runs
-    assert full_collections == []
+    assert collector.collections == 0 and collector.last_pause_ms is None
 
-    idle.set()
+    idle = True
     assert collector.collect_if_idle()
-    assert len(full_collections) == 1
-    assert collector.last_pause_ms is not None and collector.last_pause_ms >= 0
+    assert collector.collections == 1 and collector.last_pause_ms is not None
+    assert gc.get_count()[2] == 0  # the old generation was really collected
     assert not collector.collect_if_idle()  # nothing promoted since: nothing to do
+    assert collector.collections == 1
 
 
-async def test_the_running_collector_makes_automatic_ones_rarer_and_collects_once_idle(full_collections):
-    young, middle, old = gc.get_threshold()
+def test_automatic_full_collections_are_made_rarer_from_a_fixed_base_however_often_the_app_starts():
+    young, middle, _ = gc.get_threshold()
+    for _ in range(5):  # the NiceGUI User tests start the app many times in one process
+        IdleCollector.make_automatic_full_collections_rarer()
+    assert gc.get_threshold() == (young, middle, DEFAULT_FULL_COLLECTION_THRESHOLD * RARER)
+
+
+async def until(condition, timeout: float = 30) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.005)
+
+
+async def test_the_running_collector_waits_while_busy_and_collects_once_idle():
     idle = asyncio.Event()
     collector = IdleCollector(idle.is_set, quiet_seconds=0.01)
-    collected = asyncio.get_running_loop().create_future()
-
-    def on_full_collection(phase: str, info: dict) -> None:
-        if phase == "stop" and info["generation"] == 2 and not collected.done():
-            collected.set_result(None)
-
     task = asyncio.get_running_loop().create_task(collector.run())
-    gc.callbacks.append(on_full_collection)
     try:
-        await asyncio.sleep(0)  # let it start
-        assert gc.get_threshold() == (young, middle, old * RARER)
-        assert collector.last_pause_ms is None  # busy: nothing collected
         gc.collect(1)
+        await until(lambda: collector.looks >= 5)  # several looks while a job runs
+        assert collector.collections == 0
         idle.set()  # the worker has no job
-        await asyncio.wait_for(collected, 10)
-        assert collector.last_pause_ms is not None
+        await until(lambda: collector.collections == 1)
     finally:
-        gc.callbacks.remove(on_full_collection)
         task.cancel()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 
 import torch
 from fastapi import FastAPI, WebSocket, WebSocketDisconnect
@@ -100,10 +101,20 @@ def test_custom_websocket_handler_from_the_guide():
             assert first.receive_json() == {"type": "custom", "data": {"hello": "world"}}
             assert second.receive_json() == {"type": "custom", "data": {"hello": "world"}}
             assert len(manager.connections) == 2
-        second_gone = client.websocket_connect("/my/custom/ws")
-        with second_gone as third:
+        wait_until(lambda: len(manager.connections) == 0)  # both clients left: disconnect() forgot them
+        with client.websocket_connect("/my/custom/ws") as third:
             third.send_json({"n": 1})
             assert third.receive_json() == {"type": "custom", "data": {"n": 1}}
+            assert len(manager.connections) == 1
+        wait_until(lambda: len(manager.connections) == 0)
+
+
+def wait_until(condition, timeout: float = 30) -> None:
+    """The server side handles a client's close on its own thread: wait for the state, not a fixed time."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the condition never held"
+        time.sleep(0.01)
 
 
 def test_compile_option_compiles_the_denoiser_in_place(model_dir):

@@ -26,7 +26,7 @@ def offline(tmp_path: Path) -> dict[str, str]:
 
 
 async def test_switch_while_a_job_runs_fails_waiting_jobs_and_loads_after_it(
-    start_server, tiny_pipeline_dirs, tmp_path  # noqa: F811
+    start_server, tiny_pipeline_dirs, tmp_path
 ):
     data_dir = tmp_path / "data"
     extra = build_tiny_pipeline("sdxl", data_dir / "models" / "house-sdxl")
@@ -90,7 +90,7 @@ async def test_hub_id_offline_gives_a_clear_error_then_a_local_model_recovers(st
 
 
 def test_sources_are_classified_and_a_configured_single_file_config_must_be_a_diffusers_folder(
-    tiny_pipeline_dirs, tmp_path  # noqa: F811
+    tiny_pipeline_dirs, tmp_path
 ):
     folder = resolve_source(str(tiny_pipeline_dirs["sd"]))
     assert folder.kind == "folder" and folder.name == "sd"
@@ -108,7 +108,7 @@ def test_sources_are_classified_and_a_configured_single_file_config_must_be_a_di
 
 
 async def test_hub_download_sends_model_loading_progress_to_ws_clients_then_generates(
-    start_server, tiny_pipeline_dirs, tmp_path  # noqa: F811
+    start_server, tiny_pipeline_dirs, tmp_path
 ):
     """The real download path (DiffusionPipeline.download -> huggingface_hub) against a local fake hub."""
     repo, folder = "tiny-org/tiny-flux", tiny_pipeline_dirs["flux"]

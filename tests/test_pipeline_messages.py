@@ -1,8 +1,9 @@
 """How the server reads its generation process's messages when several arrived at once."""
 from __future__ import annotations
 
-from app.pipeline.client import describe_exit, latest_progress_only
+from app.pipeline.client import latest_progress_only
 from app.pipeline.messages import JobCancelled, PreviewReady, StepDone
+from app.pipeline.spawning import describe_exit
 
 
 def step(session_id: str, number: int) -> StepDone:

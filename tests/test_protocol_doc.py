@@ -1,5 +1,5 @@
-from app.protocol_doc import DOC_PATH, render
 from app.protocol import client_message_adapter, server_message_adapter
+from app.protocol_doc import DOC_PATH, render
 
 
 def test_protocol_doc_is_generated_from_the_models():

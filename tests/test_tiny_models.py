@@ -9,17 +9,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tests.fixtures.families import generation_kwargs, load_tiny_pipeline
 from diffusers import DiffusionPipeline, StableDiffusionPipeline
 
+from app.testing.single_file import save_single_file_checkpoint
 from app.testing.tiny_models import (
     FAMILIES,
     TINY_IMAGE_SIZE,
     build_tiny_pipeline,
     make_clip_tokenizer,
     make_t5_tokenizer,
-    save_single_file_checkpoint,
 )
+from tests.fixtures.families import generation_kwargs, load_tiny_pipeline
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
 

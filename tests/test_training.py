@@ -10,8 +10,14 @@ import pytest
 import torch
 
 from app.training.scenes import (
-    COLOURS, all_landscape_scenes, all_shape_scenes, is_held_out, render, sample_landscape_scene,
-    sample_shape_scene, sample_training_example,
+    COLOURS,
+    all_landscape_scenes,
+    all_shape_scenes,
+    is_held_out,
+    render,
+    sample_landscape_scene,
+    sample_shape_scene,
+    sample_training_example,
 )
 from app.training.scoring import classify_time_of_day, score_shape
 from app.training.tokenizer import build_tokenizer, scene_vocabulary

@@ -11,9 +11,9 @@ import json
 
 import pytest
 
-from app.web.eager import start_eagerly
 from app.protocol import GenerationError, GenerationProgress
 from app.web.delivery import TOO_SLOW_CLOSE_CODE, Connection, FanOut
+from app.web.eager import start_eagerly
 
 
 class PausableSocket:

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config import ModelSettings
+from ..config import ModelSettings, log_file_in
 from ..pipeline.client import ModelLoadFailed, PipelineProcess
 from ..pipeline.messages import DownloadProgress, ModelSpec
 from ..pipeline.sources import PROJECT_ROOT, known_local_models, resolve_source
@@ -72,7 +72,7 @@ class ModelSlot:
 
     def _new_pipeline(self, model_id: str) -> PipelineProcess:
         options = self.settings
-        log_file = self.data_dir / "logs" / "ai-artist.log"
+        log_file = log_file_in(self.data_dir)
 
         def download_progress(message: DownloadProgress) -> None:
             self.events.publish_model(

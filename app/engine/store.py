@@ -17,6 +17,7 @@ from typing import Any
 from ..protocol import GenerateRequest, GenerationMetadata, JobStatus
 from .migrations import migrate
 
+
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -82,7 +83,11 @@ class Store:
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
-        migrate(self._db)
+        try:
+            migrate(self._db)
+        except BaseException:
+            self._db.close()
+            raise
 
     def close(self) -> None:
         with self._lock:
@@ -111,7 +116,7 @@ class Store:
         with self._lock:
             total = self._db.execute(f"SELECT COUNT(*) FROM jobs {where}", parameters).fetchone()[0]
             rows = self._db.execute(
-                f"SELECT * FROM jobs {where} ORDER BY created_at DESC LIMIT ? OFFSET ?",
+                f"SELECT * FROM jobs {where} ORDER BY created_at DESC, rowid DESC LIMIT ? OFFSET ?",
                 (*parameters, limit, offset),
             ).fetchall()
         return [_record(row) for row in rows], total

@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import multiprocessing
-import os
-import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -35,6 +32,7 @@ from .messages import (
     Shutdown,
     StepDone,
 )
+from .spawning import describe_exit, process_context
 from .values import (
     SCHEDULER_NAMES,
     SizeLimits,
@@ -53,52 +51,6 @@ class PipelineStopped(RuntimeError):
 
 class ModelLoadFailed(RuntimeError):
     """The process could not load its model; the message is what GET /api/health reports."""
-
-
-_forkserver_environment: dict[str, str] | None = None
-
-
-# What torch, diffusers and the Hugging Face libraries read from the environment (at import, or when
-# they build a path); the rest of the environment does not change what a generation process does.
-_LIBRARY_VARIABLE_PREFIXES = ("HF_", "HUGGINGFACE_", "TRANSFORMERS_", "DIFFUSERS_", "TORCH", "PYTORCH_", "CUDA_",
-                              "OMP_", "MKL_", "OPENBLAS_", "KMP_")
-_LIBRARY_VARIABLES = {"HOME", "XDG_CACHE_HOME", "PATH", "LD_LIBRARY_PATH"}
-
-
-def _library_environment() -> dict[str, str]:
-    return {
-        name: value for name, value in os.environ.items()
-        if name.startswith(_LIBRARY_VARIABLE_PREFIXES) or name in _LIBRARY_VARIABLES
-    }
-
-
-def process_context() -> Any:
-    """Fork server where there is one: a new process forks from one that already imported torch and
-    diffusers. The fork server keeps the environment it started with (and Hugging Face reads its
-    variables at import), so after a change of environment in this process (tests do that) a new
-    process is spawned instead."""
-    global _forkserver_environment
-    if "forkserver" not in multiprocessing.get_all_start_methods():
-        return multiprocessing.get_context("spawn")
-    environment = _library_environment()
-    if _forkserver_environment is None:
-        _forkserver_environment = environment
-    elif environment != _forkserver_environment:
-        log.info("the environment changed since the fork server started; spawning a fresh generation process")
-        return multiprocessing.get_context("spawn")
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["app.pipeline.preload"])
-    return context
-
-
-def describe_exit(exit_code: int | None) -> str:
-    if exit_code is None:
-        return "stopped responding"
-    if exit_code < 0:
-        name = signal.Signals(-exit_code).name
-        hint = " (often the system's out-of-memory killer)" if name == "SIGKILL" else ""
-        return f"was killed by {name}{hint}"
-    return f"exited with status {exit_code}"
 
 
 def latest_progress_only(messages: list[Any]) -> list[Any]:
@@ -171,7 +123,7 @@ class PipelineProcess:
     async def load(self) -> None:
         """Start the process and wait until its model is loaded; raises ModelLoadFailed or PipelineStopped."""
         loop = asyncio.get_running_loop()
-        context = process_context()
+        context = process_context(self.spec.log_file)
         ours, theirs = context.Pipe()
         self._loaded = loop.create_future()
         self._process = context.Process(target=entry.main, args=(theirs, self.spec), name="ai-artist-pipeline", daemon=True)

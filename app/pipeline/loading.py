@@ -11,7 +11,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .sources import ModelSource, ModelUnavailable, hub_cache_dir, hub_offline, offline_hint
+from .sources import (
+    ModelSource,
+    ModelUnavailable,
+    hub_cache_dir,
+    hub_offline,
+    offline_hint,
+)
 
 ProgressCallback = Callable[[int, "int | None"], None]
 """progress(downloaded_bytes, total_bytes or None), called from the loading thread."""

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..protocol import GenerationMetadata
+from . import entry
 from .failures import describe_failure
 from .generator import ArtworkGenerator, GenerationCancelledError
 from .messages import (
@@ -81,16 +82,20 @@ class Channel:
         return self.stopping or self._cancelled == session_id
 
 
-def configure_logging(log_file: str | None) -> None:
-    formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
-    if log_file:
-        handlers.append(logging.FileHandler(log_file))
+def configure_logging() -> None:
+    """Log lines go to stderr, which app/pipeline/entry.py pointed at the log file; warnings and errors
+    also to the console, as the server's own do."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers.clear()
-    for handler in handlers:
-        handler.setFormatter(formatter)
-        root.addHandler(handler)
+    root.addHandler(handler)
+    console = entry.console()
+    if console is not None:
+        warnings = logging.StreamHandler(console)
+        warnings.setLevel(logging.WARNING)
+        warnings.setFormatter(logging.Formatter("%(message)s"))
+        root.addHandler(warnings)
     root.setLevel(logging.INFO)
 
 
@@ -181,7 +186,7 @@ def run_job(generator: ArtworkGenerator, job: JobSpec, channel: Channel) -> JobO
 
 def serve(connection: Connection, spec: ModelSpec) -> None:
     """The process's main function: load the model, then run jobs until told to stop or the server goes."""
-    configure_logging(spec.log_file)
+    configure_logging()
     channel = Channel(connection)
     try:
         generator = load(spec, channel)

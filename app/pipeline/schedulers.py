@@ -17,7 +17,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from .values import DEFAULT_SCHEDULER, FLOW_MATCHING_SCHEDULER_NAMES, SCHEDULER_NAMES, schedulers_for_family
+from .values import (
+    DEFAULT_SCHEDULER,
+    FLOW_MATCHING_SCHEDULER_NAMES,
+    SCHEDULER_NAMES,
+    schedulers_for_family,
+)
 
 if TYPE_CHECKING:  # diffusers is imported where it is used
     from diffusers.schedulers.scheduling_utils import SchedulerMixin

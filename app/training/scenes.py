@@ -9,7 +9,8 @@ true of its image by construction:
 * simple landscapes: "a serene mountain landscape at sunset",
   "a starry night over the sea", "a forest by a lake at dawn".
 
-Everything is deterministic given a ``numpy.random.Generator``.
+Everything is deterministic given a ``numpy.random.Generator``. Longer than 300 lines on purpose:
+the scene specs, their drawing and their captions must agree, so they are read together.
 """
 
 from __future__ import annotations

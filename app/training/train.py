@@ -11,6 +11,8 @@ State is checkpointed atomically into the run directory every
 fit a phase's step count to a wall-clock budget, timed on throwaway copies
 of the models before the phase starts. The chosen count is printed and kept
 in the checkpoint, and passing it as ``--unet-steps`` reproduces the run.
+
+Longer than 300 lines on purpose: both phases' loops and their checkpointing, read as one run.
 """
 
 from __future__ import annotations

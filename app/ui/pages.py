@@ -11,9 +11,26 @@ from pathlib import Path
 from fastapi.responses import FileResponse
 from nicegui import app, ui
 
-from components import Gallery, ImageDialog, JobList, ModelPicker, PromptForm, SwitchOutcome, size_presets, studio_header
+from components import (
+    Gallery,
+    ImageDialog,
+    JobList,
+    ModelPicker,
+    PromptForm,
+    SwitchOutcome,
+    size_presets,
+    studio_header,
+)
 
-from ..engine import Engine, InvalidRequest, JobAlreadyFinished, JobNotFound, ModelBusy, ModelUnavailable, QueueFull
+from ..engine import (
+    Engine,
+    InvalidRequest,
+    JobAlreadyFinished,
+    JobNotFound,
+    ModelBusy,
+    ModelUnavailable,
+    QueueFull,
+)
 from ..protocol import GenerateRequest
 from .live_jobs import LiveJob, LiveJobs
 

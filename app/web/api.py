@@ -6,7 +6,15 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import FileResponse, Response
 
-from ..engine import Engine, InvalidRequest, JobAlreadyFinished, JobNotFound, ModelBusy, ModelUnavailable, QueueFull
+from ..engine import (
+    Engine,
+    InvalidRequest,
+    JobAlreadyFinished,
+    JobNotFound,
+    ModelBusy,
+    ModelUnavailable,
+    QueueFull,
+)
 from ..engine.views import IMAGES_ROUTE
 from ..protocol import (
     ErrorBody,

@@ -19,8 +19,8 @@ from typing import Any
 
 from fastapi import WebSocket
 
-from .eager import Suspended, start_eagerly
 from ..protocol import GenerationPreview, GenerationProgress, SessionEvent
+from .eager import Suspended, start_eagerly
 
 TOO_SLOW_CLOSE_CODE = 1013  # "try again later"
 CLOSE_WAIT_SECONDS = 30  # how long the endpoint waits for the close frame to reach a stalled client

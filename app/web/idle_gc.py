@@ -39,6 +39,8 @@ class IdleCollector:
         self.is_idle = is_idle
         self.quiet_seconds = quiet_seconds
         self.last_pause_ms: float | None = None
+        self.collections = 0  # full collections this collector ran
+        self.looks = 0  # times it looked whether the worker was idle
         self._idle_before = False
 
     @staticmethod
@@ -55,6 +57,7 @@ class IdleCollector:
         began = time.perf_counter()
         gc.collect()
         self.last_pause_ms = (time.perf_counter() - began) * 1000
+        self.collections += 1
         log.debug("full garbage collection while idle: %.1f ms", self.last_pause_ms)
         return True
 
@@ -64,6 +67,7 @@ class IdleCollector:
         while True:
             await asyncio.sleep(self.quiet_seconds)
             idle_now = self.is_idle()
+            self.looks += 1
             if idle_now and self._idle_before:  # idle for a while, not between two queued jobs
                 self.collect_if_idle()
             self._idle_before = idle_now

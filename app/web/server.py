@@ -1,7 +1,6 @@
 """Wire the engine into NiceGUI's FastAPI app: REST routes, /ws, pages, start-up and shut-down."""
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,26 +14,13 @@ from ..engine.events import bus
 from ..pipeline.progress_sink import set_session_progress_sink
 from ..protocol import GenerationProgress, progress_text
 from . import api, websocket
+from .console import announce_launch, announce_model_changes, configure_logging
 from .idle_gc import IdleCollector, exempt_startup_objects
-
-
-def configure_logging(data_dir: Path) -> None:
-    log_dir = data_dir / "logs"
-    log_dir.mkdir(parents=True, exist_ok=True)
-    formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    file_handler = logging.FileHandler(log_dir / "ai-artist.log")
-    console = logging.StreamHandler()
-    for handler in (file_handler, console):
-        handler.setFormatter(formatter)
-    root = logging.getLogger()
-    root.setLevel(logging.INFO)
-    root.addHandler(file_handler)
-    root.addHandler(console)
 
 
 def collect_garbage_while_idle(engine: Engine) -> Callable[[], None]:
     """A start-up hook: freeze the start-up objects, then keep full garbage collections out of jobs
-    (app/idle_gc.py)."""
+    (app/web/idle_gc.py)."""
 
     def start() -> None:
         exempt_startup_objects()
@@ -53,7 +39,9 @@ def serve_websockets_with_sansio() -> None:
     `config.ws_protocol_class` when it upgrades.
     """
     from nicegui.server import Server
-    from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+    from uvicorn.protocols.websockets.websockets_sansio_impl import (
+        WebSocketsSansIOProtocol,
+    )
 
     server = getattr(Server, "instance", None)
     if server is not None:  # None under NiceGUI's simulated `User` tests: no uvicorn at all
@@ -95,8 +83,10 @@ def build(settings: Settings) -> Engine:
 
 def run(settings: Settings) -> None:
     data_dir = Path(settings.storage.data_dir).resolve()
-    configure_logging(data_dir)
-    build(settings)
+    log_file = configure_logging(data_dir)
+    engine = build(settings)
+    announce_launch(settings, log_file)
+    announce_model_changes(engine)
     ui.run(
         host=settings.server.host,
         port=settings.server.port,

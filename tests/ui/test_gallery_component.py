@@ -7,7 +7,12 @@ from datetime import datetime, timezone
 from nicegui import ui
 from nicegui.testing.user import User
 
-from app.protocol import GalleryItem, GalleryPage, GenerationComplete, GenerationMetadata
+from app.protocol import (
+    GalleryItem,
+    GalleryPage,
+    GenerationComplete,
+    GenerationMetadata,
+)
 from components.gallery import Gallery
 
 

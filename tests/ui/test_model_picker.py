@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,12 @@ from components.model_picker import download_text, format_bytes
 from tests.fake_hub import FakeHub
 
 from .conftest import engine
-from .test_studio_user import JOB_TIMEOUT_RETRIES, element, fill_and_generate, open_studio
+from .test_studio_user import (
+    JOB_TIMEOUT_RETRIES,
+    element,
+    fill_and_generate,
+    open_studio,
+)
 
 SECOND_MODEL = "second-sd"
 HUB_REPO = "tiny-org/tiny-sd"
@@ -84,10 +88,12 @@ async def test_the_picker_lists_the_models_and_switches_loading_then_ready(
         width, height = (int(side) for side in key.split("x"))
         assert not limits.problems(width, height), f"preset {key} is not valid for the new model"
 
-    session_id = await fill_and_generate(user, "on the second model", steps=10)
-    with user.scope(marker=f"job-{session_id}"):
+    card = await fill_and_generate(user, "on the second model", steps=10)
+    with user.scope(marker=card):
         await user.should_see("Done", retries=JOB_TIMEOUT_RETRIES)
-    assert engine().job_view(session_id).model == SECOND_MODEL
+    user.find(marker="result-image").click()
+    with user.scope(marker="image-dialog"):
+        await user.should_see(SECOND_MODEL)  # the image says which model made it
 
 
 async def test_a_bad_reference_says_what_is_wrong_and_a_failed_load_shows_its_error(
@@ -126,21 +132,8 @@ async def test_a_bad_reference_says_what_is_wrong_and_a_failed_load_shows_its_er
     assert Path(engine().health().model.id) == model_dir.resolve()
 
 
-class GatedHub(FakeHub):
-    """The fake hub, holding back weight files until the test opens the gate (a download in progress)."""
-
-    def __init__(self, repos: dict[str, Path]) -> None:
-        super().__init__(repos)
-        self.gate = threading.Event()
-
-    def _serve(self, handler: BaseHTTPRequestHandler, body: bool) -> None:
-        if body and "/resolve/" in handler.path and handler.path.endswith(".safetensors"):
-            self.gate.wait(timeout=120)
-        super()._serve(handler, body)
-
-
 @pytest.fixture
-def local_hub(second_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[GatedHub]:
+def local_hub(second_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHub]:
     """huggingface_hub pointed at a gated fake hub serving `HUB_REPO`, with a fresh cache.
 
     This process imported huggingface_hub long before this test, so for the engine here the endpoint
@@ -149,7 +142,7 @@ def local_hub(second_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     """
     from huggingface_hub import constants, hf_api
 
-    with GatedHub({HUB_REPO: second_model}) as hub:
+    with FakeHub({HUB_REPO: second_model}, gate=threading.Event()) as hub:
         monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
         monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
         monkeypatch.setenv("HF_HUB_OFFLINE", "0")
@@ -163,11 +156,12 @@ def local_hub(second_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         try:
             yield hub
         finally:
-            hub.gate.set()
+            hub.gate.set()  # type: ignore[union-attr]
 
 
+@pytest.mark.slow
 async def test_a_hub_download_shows_its_progress_then_the_model_is_ready(
-    user: User, local_hub: GatedHub, second_model: Path, tmp_path: Path
+    user: User, local_hub: FakeHub, second_model: Path, tmp_path: Path
 ) -> None:
     expected_total = sum(file.stat().st_size for file in second_model.rglob("*") if file.is_file())
     await open_studio(user)
@@ -185,7 +179,7 @@ async def test_a_hub_download_shows_its_progress_then_the_model_is_ready(
     downloaded = round(bar.value * expected_total)  # no await since reading the bar: the same message
     assert element(user, "download-text").text == download_text(downloaded, expected_total)
 
-    local_hub.gate.set()  # the weights may come now
+    local_hub.gate.set()  # type: ignore[union-attr]  # the weights may come now
     await user.should_see(marker="picker-state", content="Ready", retries=JOB_TIMEOUT_RETRIES)
     await user.should_not_see(marker="model-download", retries=1)  # progress goes once the model is ready
     await user.should_see(marker="model-name", content=HUB_REPO, retries=1)
