@@ -79,6 +79,7 @@ def test_a_database_of_the_first_layout_is_upgraded_without_losing_a_job_or_an_i
         done = store.get_job("done")
         assert done is not None and done.status == "completed" and done.image_names == ["done-0.png"]
         assert done.metadata == metadata and done.last_seq == 24 and done.seed == 7
+        assert done.client == "", "jobs from before clients were recorded belong to no one in particular"
         assert [record.id for record in store.unfinished_jobs()] == ["waiting"]
         items, total = store.gallery(0, 10)
         assert total == 1 and items[0].name == "done-0.png" and items[0].metadata == metadata

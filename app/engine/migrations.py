@@ -53,7 +53,13 @@ def _v2_job_eta(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE jobs ADD COLUMN eta_seconds REAL")
 
 
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1_jobs_and_gallery, _v2_job_eta)
+def _v3_job_client(db: sqlite3.Connection) -> None:
+    """Who submitted a job (an API key's name, a browser session or an address), for per-client limits
+    and fair scheduling; jobs from before it was recorded belong to no one in particular ('')."""
+    db.execute("ALTER TABLE jobs ADD COLUMN client TEXT NOT NULL DEFAULT ''")
+
+
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1_jobs_and_gallery, _v2_job_eta, _v3_job_client)
 LATEST_VERSION = len(MIGRATIONS)
 
 

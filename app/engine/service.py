@@ -96,8 +96,11 @@ class Engine:
     def size_limits(self) -> SizeLimits:
         return self._model.pipeline.size_limits
 
-    def submit(self, request: GenerateRequest) -> tuple[str, int]:
-        """Validate `request` against the current model and queue it; returns (session_id, position)."""
+    def submit(self, request: GenerateRequest, client: str = "") -> tuple[str, int]:
+        """Validate `request` against the current model and queue it; returns (session_id, position).
+
+        `client` says who asks (each face names its callers: an address, a browser session, an API key's
+        name); it is stored with the job for per-client limits and fair scheduling."""
         pipeline = self._model.pipeline
         limits = self.size_limits
         problems = limits.problems(request.width or limits.default_width, request.height or limits.default_height)
@@ -118,7 +121,7 @@ class Engine:
             raise InvalidRequest(problems)
         self._queue.check_room()
         session_id = str(uuid.uuid4())
-        self._store.create_job(session_id, request, pipeline.model_name)
+        self._store.create_job(session_id, request, pipeline.model_name, client)
         self._model.remember_job(session_id)
         position = self._queue.put(session_id)
         self._journal.queued(session_id, position)

@@ -40,6 +40,7 @@ class JobRecord:
     last_seq: int = 0
     metadata: GenerationMetadata | None = None
     eta_seconds: float | None = None  # at the latest step, while running
+    client: str = ""  # who submitted it (see Engine.submit)
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,7 @@ def _record(row: sqlite3.Row) -> JobRecord:
         last_seq=row["last_seq"],
         metadata=GenerationMetadata.model_validate_json(row["metadata"]) if row["metadata"] else None,
         eta_seconds=row["eta_seconds"],
+        client=row["client"],
     )
 
 
@@ -99,11 +101,13 @@ class Store:
 
     # -- jobs -----------------------------------------------------------------------------------
 
-    def create_job(self, job_id: str, request: GenerateRequest, model: str) -> JobRecord:
-        record = JobRecord(id=job_id, status="queued", request=request, model=model, created_at=utcnow())
+    def create_job(self, job_id: str, request: GenerateRequest, model: str, client: str = "") -> JobRecord:
+        record = JobRecord(
+            id=job_id, status="queued", request=request, model=model, created_at=utcnow(), client=client
+        )
         self._execute(
-            "INSERT INTO jobs (id, status, request, model, created_at) VALUES (?, ?, ?, ?, ?)",
-            (job_id, record.status, request.model_dump_json(), model, record.created_at.isoformat()),
+            "INSERT INTO jobs (id, status, request, model, created_at, client) VALUES (?, ?, ?, ?, ?, ?)",
+            (job_id, record.status, request.model_dump_json(), model, record.created_at.isoformat(), client),
         )
         return record
 

@@ -66,9 +66,12 @@ def build_studio(engine: Engine, live: LiveJobs) -> None:
     ui.query(".nicegui-content").classes("p-0")
     studio_header(live.status)
 
+    page_client = ui.context.client
+    browser = page_client.request.client.host if page_client.request and page_client.request.client else "unknown"
+
     def submit(request: GenerateRequest) -> str | None:
         try:
-            engine.submit(request)
+            engine.submit(request, client=f"studio:{browser}")
         except InvalidRequest as error:
             return "; ".join(message for _, message in error.problems)
         except QueueFull as error:

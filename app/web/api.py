@@ -41,11 +41,16 @@ def get_engine(request: Request) -> Engine:
 EngineDep = Annotated[Engine, Depends(get_engine)]
 
 
+def client_of(request: Request) -> str:
+    """Who is asking, as the engine records it: the caller's address."""
+    return f"address:{request.client.host}" if request.client else "address:unknown"
+
+
 @router.post("/api/generate", response_model=GenerateResponse, responses=ERRORS, tags=["generation"])
-async def generate(body: GenerateRequest, engine: EngineDep) -> GenerateResponse:
+async def generate(body: GenerateRequest, engine: EngineDep, request: Request) -> GenerateResponse:
     """Queue a generation. Follow it on /ws with `subscribe {session_id}` or poll /api/jobs/{session_id}."""
     try:
-        session_id, position = engine.submit(body)
+        session_id, position = engine.submit(body, client=client_of(request))
     except InvalidRequest as error:
         detail = [{"type": "value_error", "loc": ["body", field], "msg": msg} for field, msg in error.problems]
         raise HTTPException(422, detail=detail) from None
