@@ -13,6 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 JobStatus = Literal["queued", "running", "completed", "failed", "cancelled"]
 TERMINAL_STATUSES: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
 ModelState = Literal["loading", "ready", "error"]
+SIZE_MULTIPLE = 8
+"""Widths and heights are multiples of this (a model may need a larger multiple: its SizeLimits)."""
 
 
 class _Strict(BaseModel):
@@ -50,8 +52,8 @@ class GenerateRequest(_Strict):
     @field_validator("width", "height")
     @classmethod
     def _multiple_of_eight(cls, value: int | None) -> int | None:
-        if value is not None and (value <= 0 or value % 8):
-            raise ValueError("must be a positive multiple of 8")
+        if value is not None and (value <= 0 or value % SIZE_MULTIPLE):
+            raise ValueError(f"must be a positive multiple of {SIZE_MULTIPLE}")
         return value
 
 
