@@ -40,6 +40,10 @@ class InThread:
         except BaseException as error:  # handed to the test thread
             self._error = error
 
+    @property
+    def done(self) -> bool:
+        return not self._thread.is_alive()
+
     def result(self, timeout: float = 180) -> Any:
         self._thread.join(timeout)
         assert not self._thread.is_alive(), f"the call did not return in {timeout}s"
