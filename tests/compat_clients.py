@@ -22,7 +22,8 @@ def a1111_client(server: ServerProcess, **auth: str) -> webuiapi.WebUIApi:
 
 
 def openai_client(server: ServerProcess, api_key: str = "unused", **options: Any) -> OpenAI:
-    return OpenAI(base_url=f"{server.base_url}/v1", api_key=api_key, max_retries=0, **options)
+    """No retries unless asked: a test sees the first answer."""
+    return OpenAI(base_url=f"{server.base_url}/v1", api_key=api_key, **{"max_retries": 0, **options})
 
 
 class InThread:
