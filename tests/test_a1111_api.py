@@ -60,11 +60,13 @@ def test_lists_models_samplers_schedulers_and_empty_lists(server):
     models = api.get_sd_models()
     assert {"title", "model_name", "hash", "sha256", "filename", "config"} <= set(models[0])
     assert api.util_get_current_model() == "ai-artist-tiny" == models[0]["title"]
-    assert api.util_get_sampler_names() == sorted(["Default", "Euler", "Euler a", "DPM++ 2M", "DPM++ 2M Karras", "DDIM", "UniPC"])
+    names = ["Default", "Euler", "Euler a", "DPM++ 2M", "DPM++ 2M Karras", "DDIM", "UniPC"]
+    assert api.util_get_sampler_names() == sorted(names)
     euler_a = next(item for item in api.get_samplers() if item["name"] == "Euler a")
     assert euler_a == {"name": "Euler a", "aliases": ["euler_a"], "options": {}}
     assert api.util_get_scheduler_names() == ["automatic", "karras"]
-    for empty in (api.get_upscalers, api.get_sd_vae, api.get_loras, api.get_latent_upscale_modes, api.get_hypernetworks):
+    lists = (api.get_upscalers, api.get_sd_vae, api.get_loras, api.get_latent_upscale_modes, api.get_hypernetworks)
+    for empty in lists:
         assert empty() == []
     assert api.get_embeddings() == {"loaded": {}, "skipped": {}}
     assert api.get_scripts() == {"txt2img": [], "img2img": []}

@@ -39,7 +39,8 @@ async def test_open_webui_automatic1111_engine(server):
         # set_image_model: reads the options, posts them all back only when the model differs
         options = (await http.get("/sdapi/v1/options")).json()
         if models[0]["id"] != options["sd_model_checkpoint"]:
-            (await http.post("/sdapi/v1/options", json={**options, "sd_model_checkpoint": models[0]["id"]})).raise_for_status()
+            changed = {**options, "sd_model_checkpoint": models[0]["id"]}
+            (await http.post("/sdapi/v1/options", json=changed)).raise_for_status()
         # image_generations: get_image_model, then txt2img with its small body
         model = (await http.get("/sdapi/v1/options")).json()["sd_model_checkpoint"]
         assert model == "ai-artist-tiny"

@@ -44,7 +44,9 @@ def test_models_lists_the_loaded_model_first_and_it_can_be_named(server):
     client = openai_client(server)
     ids = [model.id for model in client.models.list()]
     assert ids[0] == "ai-artist-tiny"
-    response = client.images.generate(model="ai-artist-tiny", prompt="a white cloud", size="auto", response_format="b64_json")
+    response = client.images.generate(
+        model="ai-artist-tiny", prompt="a white cloud", size="auto", response_format="b64_json"
+    )
     assert len(response.data) == 1
 
 

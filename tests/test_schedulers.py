@@ -82,7 +82,9 @@ def test_dpmpp_2m_karras_runs_every_step_on_a_cosine_schedule() -> None:
     timestep, and diffusers used to start at the second of them and fail with an IndexError."""
     import torch
 
-    cosine = DPMSolverMultistepScheduler(beta_schedule="squaredcos_cap_v2", prediction_type="v_prediction", steps_offset=1)
+    cosine = DPMSolverMultistepScheduler(
+        beta_schedule="squaredcos_cap_v2", prediction_type="v_prediction", steps_offset=1
+    )
     for steps in (6, 20, 30):
         scheduler = make_scheduler("dpmpp_2m_karras", cosine)
         scheduler.set_timesteps(steps)

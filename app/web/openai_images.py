@@ -89,7 +89,8 @@ def generate_request(body: ImageGenerationRequest, engine: Engine) -> GenerateRe
     check_model(body.model, engine)
     width, height = parse_size(body.size, engine)
     try:
-        return GenerateRequest(prompt=body.prompt, num_images=1 if body.n is None else body.n, width=width, height=height)
+        count = 1 if body.n is None else body.n
+        return GenerateRequest(prompt=body.prompt, num_images=count, width=width, height=height)
     except ValidationError as error:
         field, message = renamed_problems(error, OPENAI_FIELDS)[0]
         raise OpenAIError(400, f"Invalid value for '{field}': {message}.", param=field) from None
