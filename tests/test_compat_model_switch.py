@@ -19,7 +19,9 @@ def two_model_server(start_server, model_dir, tmp_path):
     return start_server(data_dir=data_dir)
 
 
-def test_switch_with_webuiapi_and_open_webuis_options_round_trip(two_model_server):
+def test_switch_with_webuiapi_and_open_webuis_options_round_trip_then_requests_name_the_loaded_one(
+    two_model_server,
+):
     server = two_model_server
     api = a1111_client(server)
     assert api.util_get_model_names() == ["ai-artist-tiny", "other-artist"]
@@ -46,9 +48,7 @@ def test_switch_with_webuiapi_and_open_webuis_options_round_trip(two_model_serve
     assert response.status_code == 200, response.text
     assert api.util_get_current_model() == "ai-artist-tiny"
 
-
-def test_a_request_for_a_model_that_is_not_loaded_says_so(two_model_server):
-    server = two_model_server
+    # A request naming the model that is not loaded says so (one model serves every client)
     client = openai_client(server)
     assert [model.id for model in client.models.list()] == ["ai-artist-tiny", "other-artist"]
     with pytest.raises(openai.BadRequestError) as raised:
