@@ -213,7 +213,7 @@ async def png_info(body: PNGInfoRequest) -> PNGInfoResponse:
     try:
         with Image.open(io.BytesIO(base64.b64decode(encoded, validate=True))) as image:
             chunks = {key: value for key, value in image.info.items() if isinstance(value, str)}
-    except (binascii.Error, ValueError, UnidentifiedImageError, OSError):
+    except (binascii.Error, ValueError, UnidentifiedImageError, OSError, Image.DecompressionBombError):
         raise unprocessable([("image", "not a base64-encoded image")]) from None
     text = chunks.pop(PARAMETERS_KEY, "")
     return PNGInfoResponse(info=text, items=chunks, parameters=parse_a1111_parameters(text) if text else {})
