@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import io
+import struct
+import zlib
 from datetime import datetime, timezone
 
 import httpx
@@ -107,3 +109,19 @@ def test_png_info_of_something_else_names_the_field(server):
     encoded = base64.b64encode(no_text.getvalue()).decode()
     response = httpx.post(f"{server.base_url}/sdapi/v1/png-info", json={"image": encoded})
     assert response.json() == {"info": "", "items": {}, "parameters": {}}
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG that only declares its size (no pixel data): enough for Pillow to judge it on open."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b"")
+
+
+def test_png_info_of_a_decompression_bomb_is_a_422_not_a_500(server):
+    bomb = base64.b64encode(png_header_only(50_000, 50_000)).decode()
+    response = httpx.post(f"{server.base_url}/sdapi/v1/png-info", json={"image": bomb})
+    assert response.status_code == 422 and response.json()["detail"][0]["loc"][-1] == "image"
