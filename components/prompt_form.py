@@ -60,28 +60,20 @@ class SizeBounds(Protocol):
     def multiple(self) -> int: ...
 
 
-def size_presets(limits: SizeBounds) -> list[SizePreset]:
+def size_presets(limits: SizeLimits) -> list[SizePreset]:
     """Square, portrait, landscape and wide presets around the model's native area, all valid for it."""
-    area = limits.default_width * limits.default_height
     shapes = [("square", 1, 1), ("portrait 3:4", 3, 4), ("landscape 4:3", 4, 3), ("wide 16:9", 16, 9), ("tall 9:16", 9, 16)]
     presets: list[SizePreset] = [SizePreset(limits.default_width, limits.default_height, "native")]
     for name, across, down in shapes:
-        width = _snap(math.sqrt(area * across / down), limits)
-        height = _snap(math.sqrt(area * down / across), limits)
-        presets.append(SizePreset(width, height, name))
+        presets.append(SizePreset(*limits.with_aspect(across, down), name))
     for factor, name in ((0.5, "small square"), (2, "large square")):
         side = limits.default_width * factor
         if limits.minimum <= side <= limits.maximum:
-            presets.append(SizePreset(_snap(side, limits), _snap(side, limits), name))
+            presets.append(SizePreset(limits.snap(side), limits.snap(side), name))
     unique: dict[str, SizePreset] = {}
     for preset in presets:
         unique.setdefault(preset.key, preset)
     return list(unique.values())
-
-
-def _snap(value: float, limits: SizeBounds) -> int:
-    snapped = int(round(value / limits.multiple) * limits.multiple)
-    return max(limits.minimum, min(limits.maximum, snapped))
 
 
 @binding.bindable_dataclass
