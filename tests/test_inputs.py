@@ -146,3 +146,11 @@ def test_a_request_is_stored_sized_and_checked_field_by_field(store, tmp_path, t
     assert problems == [("init_image", "init_image: no upload or gallery image is called 'what.png'")]
     _, problems = check(prepare(GenerateRequest(prompt="x"), store), Model(modes=("inpaint",)), library)
     assert problems == [("init_image", "model 'tiny' cannot do text-to-image (it can do: inpainting)")]
+
+
+def test_a_size_from_an_input_is_one_the_api_takes_even_where_the_model_steps_by_4():
+    limits = SizeLimits(64, 64, 32, 256, multiple=4)  # the embedded model's VAE scales by 4
+    for across, down in ((96, 64), (64, 96), (1000, 10), (3, 2), (1, 1)):
+        width, height = limits.with_aspect(across, down)
+        assert width % 8 == height % 8 == 0 and not limits.problems(width, height), (across, down)
+        GenerateRequest(prompt="x", width=width, height=height)

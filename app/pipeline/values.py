@@ -113,9 +113,10 @@ class SizeLimits:
 
 
     def snap(self, side: float) -> int:
-        """The nearest allowed side: a multiple of `multiple` within the range."""
-        snapped = int(round(side / self.multiple) * self.multiple)
-        return max(self.minimum, min(self.maximum, snapped))
+        """The nearest side this model allows and the API takes (a multiple of 8 too), within the range."""
+        step = math.lcm(self.multiple, 8)
+        low, high = -(-self.minimum // step) * step, self.maximum - self.maximum % step
+        return max(low, min(high, int(round(side / step) * step)))
 
     def with_aspect(self, across: float, down: float) -> tuple[int, int]:
         """A (width, height) of about the native area with the aspect ratio across:down, allowed here."""
