@@ -146,7 +146,8 @@ class PromptForm:
             with ui.row().classes("w-full justify-between"):
                 ui.label(title).classes("text-sm opacity-70")
                 ui.label().bind_text_from(self.values, field, backward=lambda v: f"{v:g}").mark(f"{marker}-value")
-            ui.slider(min=low, max=high, step=step).props("label").mark(marker).bind_value(self.values, field)
+            ui.slider(min=low, max=high, step=step).props(f'label aria-label="{title}"').mark(marker) \
+                .bind_value(self.values, field)
 
     def _size_options(self) -> dict[str, str]:
         return {key: f"{p.width} × {p.height} · {p.label}" for key, p in self.presets.items()}

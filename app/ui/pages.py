@@ -110,7 +110,9 @@ def build_studio(engine: Engine, live: LiveJobs) -> None:
     with ui.element("div").classes(
         "w-full max-w-7xl mx-auto p-4 gap-6 grid grid-cols-1 lg:grid-cols-[minmax(320px,400px)_minmax(0,1fr)]"
     ):
-        with ui.column().classes("w-full gap-4 self-start lg:sticky lg:top-20"):
+        # Sticky on wide screens, scrolling on its own when taller than the window (the input area makes it tall).
+        with ui.column().classes("w-full gap-4 self-start lg:sticky lg:top-20 lg:max-h-[calc(100vh-6rem)] "
+                                 "lg:overflow-y-auto"):
             with ui.card().classes("w-full").mark("model-panel"):
                 ModelPicker(live.status, list_models=engine.models, switch_model=switch_model)
             with ui.card().classes("w-full").mark("prompt-panel"):
