@@ -5,7 +5,9 @@ published `generation_complete` (the hooked server's stamps; same clock). Bare t
 `AutoPipelineForImage2Image.from_pipe`), prompt, steps, strength, guidance, seed and input picture through
 `pipeline(...)` in its own process, one torch thread and the server's CPU settings, as bench/overhead.py
 does for text-to-image. Both run `int(steps × strength)` denoising steps (the SD pipelines count them so
-themselves). Bare and server runs are interleaved; the median of the pair ratios is reported.
+themselves). Bare and server runs are interleaved; the median of the pair ratios is reported, next to
+the same ratio for text-to-image jobs of as many steps in the same rounds (a control: on a busy machine
+both move together).
 
     .venv/bin/python -m bench.img2img [--smoke] [--model PATH]
 """
@@ -24,6 +26,7 @@ from app.pipeline.values import inspect_size_limits
 
 from .common import PROMPT, Context, Row, Server, job_body, median
 from .overhead import Bare
+from .overhead import through_server as text_to_image_through_server
 
 STRENGTH = 0.75
 
@@ -95,24 +98,29 @@ def run(ctx: Context, server: Server) -> list[Row]:
         picture = ctx.work / "img2img-input.png"
         picture.parent.mkdir(parents=True, exist_ok=True)
         picture.write_bytes(httpx.get(plain.base_url + uploaded["url"]).content)
-        bare = Bare(ctx.model, "bench.img2img", str(picture))
+        bare, bare_text = Bare(ctx.model, "bench.img2img", str(picture)), Bare(ctx.model)
+        run_steps = int(steps * STRENGTH)
         try:
-            bare.run(steps, 0, strength=STRENGTH)  # warm-up both
+            bare.run(steps, 0, strength=STRENGTH)  # warm-up all
+            bare_text.run(run_steps, 0)
             asyncio.run(through_server(plain, uploaded["name"], steps, 0))
-            ratios, bare_times, server_times = [], [], []
+            ratios, bare_times, server_times, control = [], [], [], []
             for rep in range(reps):
                 seed = 700 + rep
                 bare_times.append(bare.run(steps, seed, strength=STRENGTH))
                 server_times.append(asyncio.run(through_server(plain, uploaded["name"], steps, seed)))
                 ratios.append(server_times[-1] / bare_times[-1])
+                text_bare = bare_text.run(run_steps, seed)
+                text_server, _ = asyncio.run(text_to_image_through_server(plain, [], run_steps, seed, False))
+                control.append(text_server / text_bare)
         finally:
             bare.close()
+            bare_text.close()
     finally:
         if plain is not server:
             plain.stop()
     ratio = median(ratios)
     previews = "previews on (smoke: the shared server)" if ctx.smoke else "previews off"
-    run_steps = int(steps * STRENGTH)
     ctx.note("img2img", f"{steps} steps at strength {STRENGTH} ({run_steps} run), guidance 7.5, a {side}-pixel "
                         f"input picture (gradient and shapes), {reps} interleaved rounds, server with {previews}, "
                         "no subscriber; bare = `AutoPipelineForImage2Image.from_pipe` of the same model in its own "
@@ -123,6 +131,8 @@ def run(ctx: Context, server: Server) -> list[Row]:
         Row("img2img", f"image-to-image job, {previews}: server ÷ bare (median of pairs)", round(ratio, 3), "×",
             "≤ 1.05", ratio <= 1.05,
             f"server median {median(server_times):.3f} s; pair ratios " + ", ".join(f"{v:.3f}" for v in ratios)),
+        Row("img2img", f"control: text-to-image job of {run_steps} steps in the same rounds, server ÷ bare",
+            round(median(control), 3), "×", note="pair ratios " + ", ".join(f"{v:.3f}" for v in control)),
     ]
 
 
