@@ -71,7 +71,9 @@ def as_written(snippet: str, port: int) -> str:
 def page() -> Iterator:
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        yield browser.new_page()
+        page = browser.new_page()
+        page.set_default_timeout(90_000)  # a busy two-core machine: wait on states, generously
+        yield page
         browser.close()
 
 

@@ -52,7 +52,7 @@ class SequenceStore(Protocol):
     """Where the last seq of a session survives a restart (the job store implements it).
 
     A store may also offer `save_seqs(seqs: dict[str, int])`, writing many in one transaction; the bus
-    uses it when present (each SQLite write transaction costs ~0.1-0.4 ms of the event loop).
+    uses it when present (each SQLite write transaction costs the event loop time).
     """
 
     def load_seq(self, session_id: str) -> int: ...

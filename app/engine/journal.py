@@ -21,7 +21,7 @@ from ..protocol import (
 from .events import EventBus
 from .previews import PreviewStore, preview_event
 from .store import Store
-from .views import image_paths, image_url
+from .views import image_paths, image_urls
 
 CANCELLED_BY_REQUEST = "cancelled by request"
 
@@ -65,7 +65,7 @@ class JobJournal:
             GenerationComplete(
                 session_id=session_id,
                 image_paths=image_paths(self.images_dir, image_names),
-                image_urls=[image_url(name) for name in image_names],
+                image_urls=image_urls(image_names),
                 metadata=metadata,
             )
         )

@@ -50,6 +50,10 @@ def image_paths(images_dir: Path, names: list[str]) -> list[str]:
     return [str(images_dir / name) for name in names]
 
 
+def image_urls(names: list[str]) -> list[str]:
+    return [image_url(name) for name in names]
+
+
 def job_view(record: JobRecord, images_dir: Path, position: int | None) -> JobView:
     return JobView(
         session_id=record.id,
@@ -62,7 +66,7 @@ def job_view(record: JobRecord, images_dir: Path, position: int | None) -> JobVi
         eta_seconds=record.eta_seconds if record.status == "running" else None,
         position=position,
         image_paths=image_paths(images_dir, record.image_names),
-        image_urls=[image_url(name) for name in record.image_names],
+        image_urls=image_urls(record.image_names),
         error=record.error,
         attempts=record.attempts,
         metadata=record.metadata,
@@ -94,7 +98,7 @@ def stored_events(record: JobRecord, images_dir: Path, position: int | None) -> 
                 session_id=record.id,
                 seq=seq,
                 image_paths=image_paths(images_dir, record.image_names),
-                image_urls=[image_url(name) for name in record.image_names],
+                image_urls=image_urls(record.image_names),
                 metadata=record.metadata,
             )
         ]

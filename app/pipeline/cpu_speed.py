@@ -1,10 +1,10 @@
 """CPU settings for fast inference, applied around each pipeline call on the CPU.
 
-Measured with the embedded model (UNet of 2.75 M parameters, 64x64, 20 steps,
-guidance 7.5, 2 threads; `bench/bench_embedded_model.py`): 1.51 s per image
-with PyTorch's defaults, 1.16 s with denormals flushed to zero, 0.88 s with
-oneDNN convolutions also off. oneDNN pays a fixed cost per convolution that
-dominates tensors this small; a large model (SD 1.5's UNet: 860 M) needs it.
+With a small model (the embedded one) both settings make a generation markedly faster
+(`bench/bench_embedded_model.py`; figures in docs/embedded-model.md): denormals flushed to
+zero, and oneDNN convolutions off, since oneDNN pays a fixed cost per convolution that
+dominates tensors this small. A large model (SD 1.5's UNet) needs oneDNN, so it stays on
+above SMALL_DENOISER_PARAMETERS.
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@
   connections per turn of the event loop. Between chunks the loop reads the generation process's
   pipe, so a newer step replaces the older one in the outboxes not yet served (progress and previews
   are coalesced, latest wins; every other message is kept, in order). With 1,000 subscribers a step
-  costs the loop ~30 ms of sends; without chunks a new step waited behind the whole previous fan-out.
+  costs the loop tens of milliseconds of sends; without chunks a new step waited behind the whole
+  previous fan-out (bench/latency.py; figures in docs/benchmarks.md).
 - A send that has to wait (the client stopped reading and the transport paused) hands the rest to the
   connection's own sender task; later messages wait in its outbox. A client so far behind that its
   outbox overflows is closed with code 1013 and a reason rather than silently losing a message.
@@ -24,7 +25,7 @@ from .eager import Suspended, start_eagerly
 
 TOO_SLOW_CLOSE_CODE = 1013  # "try again later"
 CLOSE_WAIT_SECONDS = 30  # how long the endpoint waits for the close frame to reach a stalled client
-CONNECTIONS_PER_TURN = 64  # ~2 ms of sends, then the loop may read a newer step
+CONNECTIONS_PER_TURN = 64  # a couple of milliseconds of sends, then the loop may read a newer step
 
 
 class Outbox:

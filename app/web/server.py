@@ -97,6 +97,6 @@ def run(settings: Settings) -> None:
         fastapi_docs=True,
         show_welcome_message=False,
         favicon="🎨",
-        # permessage-deflate keeps zlib state per socket (~100 KB each) and doubles progress latency.
+        # permessage-deflate keeps zlib state per socket and adds to progress latency (docs/benchmarks.md).
         ws_per_message_deflate=False,
     )

@@ -22,6 +22,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--no-first-run", "--disable-gpu"]
 JOB_TIMEOUT_MS = 90_000
+expect.set_options(timeout=30_000)  # a busy two-core machine renders slowly: wait on states, generously
 DOCS_SCREENSHOT = PROJECT_ROOT / "docs" / "images" / "studio.png"
 # While a server is down on purpose, the browser reports the refused connections; nothing else is allowed.
 OUTAGE_NOISE = re.compile(r"ERR_CONNECTION_REFUSED|WebSocket connection to .* failed|Failed to load resource")
@@ -62,6 +63,7 @@ def open_page(browser: Browser) -> Iterator[Callable[..., Page]]:
         if allow is not None:
             allowed.append(allow)
         context = browser.new_context(viewport={"width": width, "height": height})
+        context.set_default_timeout(JOB_TIMEOUT_MS)
         contexts.append(context)
         page = console.watch(context.new_page())
         page.goto(url)
