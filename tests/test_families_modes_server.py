@@ -116,3 +116,30 @@ async def test_image_to_image_inpainting_and_loras_through_the_server(family, fa
         await ws.recv_until(for_session(long_job, lambda m: m["type"] == "generation_progress"))
         assert (await http.post(f"/api/jobs/{long_job}/cancel")).status_code == 200
         assert (await ws.recv_until(for_session(long_job, is_terminal)))[-1]["type"] == "generation_cancelled"
+
+
+def test_a_dedicated_inpainting_checkpoint_inpaints_and_refuses_other_modes_before_queueing(start_server, tmp_path):
+    from app.testing.tiny_inpainting import build_tiny_inpainting_pipeline
+
+    model = build_tiny_inpainting_pipeline(tmp_path / "tiny-sd-inpainting")
+    server = start_server(model=model, env={"HF_HUB_OFFLINE": "1"})
+    health = httpx.get(f"{server.base_url}/api/health").json()["model"]
+    assert health["state"] == "ready" and health["modes"] == ["inpaint"]
+    init = upload(server, Image.new("RGB", (SIDE, SIDE), (200, 40, 40)))
+    mask = upload(server, Image.new("L", (SIDE, SIDE), 255))
+    for body, field, mode in (({}, "init_image", "text-to-image"), ({"init_image": init["name"]}, "init_image",
+                                                                      "image-to-image")):
+        refused = httpx.post(f"{server.base_url}/api/generate", json={"prompt": "x", **body, **SIZE})
+        assert refused.status_code == 422, refused.text
+        (problem,) = refused.json()["detail"]
+        assert problem["loc"][-1] == field and f"cannot do {mode} (it can do: inpainting)" in problem["msg"]
+    assert httpx.get(f"{server.base_url}/api/jobs").json()["total"] == 0  # nothing was queued
+    answer = httpx.post(f"{server.base_url}/api/generate", json={
+        "prompt": "x", "init_image": init["name"], "mask_image": mask["name"], "strength": 1.0,
+        "num_inference_steps": 3, **SIZE})
+    assert answer.status_code == 200, answer.text
+    session_id = answer.json()["session_id"]
+    job_url = f"{server.base_url}/api/jobs/{session_id}"
+    server.wait_until(lambda _h: httpx.get(job_url).json()["status"] not in ("queued", "running"))
+    job = httpx.get(job_url).json()
+    assert job["status"] == "completed" and job["metadata"]["mode"] == "inpaint", job
