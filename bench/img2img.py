@@ -18,7 +18,6 @@ import io
 import json
 import sys
 import time
-from pathlib import Path
 
 import httpx
 

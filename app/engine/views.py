@@ -8,10 +8,10 @@ from ..pipeline.values import denoising_steps
 from ..protocol import (
     GalleryItem,
     GenerateRequest,
-    GenerationMetadata,
     GenerationCancelled,
     GenerationComplete,
     GenerationError,
+    GenerationMetadata,
     GenerationQueued,
     GenerationStarted,
     JobView,

@@ -27,9 +27,9 @@ from .cpu_speed import cpu_inference, onednn_pays_off
 from .devices import place_on_device, resolve_device, resolve_dtype
 from .failures import is_out_of_memory, release_memory
 from .image_modes import ImageInputs, ModePipelines, finished_images, mode_arguments, unchanged_images
+from .loading import ProgressCallback, load_pipeline
 from .lora_adapters import LoraAdapters, denoiser_layers
 from .lora_files import LORA_SUFFIX, content_hash
-from .loading import ProgressCallback, load_pipeline
 from .progress_sink import session_progress_sink
 from .schedulers import make_scheduler, supported_schedulers
 from .sources import ModelSource, resolve_source

@@ -10,6 +10,8 @@ from fastapi.responses import FileResponse, Response
 
 from ..engine import (
     Engine,
+    InputProblem,
+    InputTooLarge,
     InvalidRequest,
     JobAlreadyFinished,
     JobNotFound,
@@ -17,7 +19,6 @@ from ..engine import (
     ModelUnavailable,
     QueueFull,
 )
-from ..engine.inputs import InputProblem, InputTooLarge
 from ..engine.views import IMAGES_ROUTE, UPLOADS_ROUTE
 from ..protocol import (
     ErrorBody,

@@ -42,7 +42,7 @@ def paint_left_half(page: Page) -> None:
 
 @pytest.mark.parametrize("viewport", [(1280, 900), (390, 844)], ids=["desktop", "phone"])
 def test_upload_paint_a_mask_generate_and_see_progress_preview_and_result(
-    server: ServerProcess, open_page: Callable[..., Page], artifacts: Path, tmp_path: Path, viewport
+    server: ServerProcess, open_page: Callable[..., Page], artifacts: Path, tmp_path: Path, viewport  # noqa: F811
 ) -> None:
     width, height = viewport
     page = open_page(server.base_url + "/", width=width, height=height)
