@@ -53,6 +53,7 @@ class ModelSettings(_Section):
     vae_tiling: bool = False
     cpu_offload: bool = False
     compile: bool = False
+    lora_dir: Path | None = Field(None, description="Folder of LoRA .safetensors files; null: <data_dir>/loras.")
 
 
 class ServerSettings(_Section):
@@ -67,6 +68,13 @@ class ServerSettings(_Section):
 
 class StorageSettings(_Section):
     data_dir: Path = Path("data")
+
+
+class UploadSettings(_Section):
+    """Limits on input images (`POST /api/uploads`, and init/mask images sent with a job)."""
+
+    max_bytes: int = Field(20_000_000, ge=1_000, le=1_000_000_000)
+    max_side: int = Field(4096, ge=64, le=16384)
 
 
 def log_file_in(data_dir: Path) -> Path:
@@ -103,6 +111,12 @@ class Settings(_ReadsLikeADict, BaseSettings):
     storage: StorageSettings = StorageSettings()
     queue: QueueSettings = QueueSettings()
     previews: PreviewSettings = PreviewSettings()
+    uploads: UploadSettings = UploadSettings()
+
+    def lora_folder(self) -> Path:
+        """Where LoRA files are looked up: model.lora_dir, or <data_dir>/loras."""
+        folder = self.model.lora_dir if self.model.lora_dir is not None else Path(self.storage.data_dir) / "loras"
+        return folder.expanduser().resolve()
 
     def resolved_model(self, base_dir: Path = PROJECT_ROOT) -> str:
         """The model reference with a relative local path made absolute (hub ids pass through)."""
@@ -172,6 +186,7 @@ def load_config(path: str | Path | None = None) -> Settings:
     settings.model.base_model = settings.resolved_model(base_dir)
     settings.model.single_file_config = _local_path(settings.model.single_file_config, base_dir)
     settings.previews.taesd_dir = _local_path(settings.previews.taesd_dir, base_dir)
+    settings.model.lora_dir = _local_path(settings.model.lora_dir, base_dir)
     return settings
 
 

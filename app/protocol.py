@@ -8,13 +8,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal, Union, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationInfo, field_validator
 
 JobStatus = Literal["queued", "running", "completed", "failed", "cancelled"]
 TERMINAL_STATUSES: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
 ModelState = Literal["loading", "ready", "error"]
 SIZE_MULTIPLE = 8
 """Widths and heights are multiples of this (a model may need a larger multiple: its SizeLimits)."""
+GenerationMode = Literal["txt2img", "img2img", "inpaint"]
+MAX_INPUT_TEXT = 40_000_000  # a data: URL or base64 string of an input image (its bytes are checked again)
 
 
 class _Strict(BaseModel):
@@ -24,8 +26,20 @@ class _Strict(BaseModel):
 # --------------------------------------------------------------------------- REST bodies
 
 
+class LoraRequest(_Strict):
+    """One LoRA to apply, by the name `GET /api/loras` lists."""
+
+    name: str = Field(min_length=1, max_length=128, description="A LoRA's name: its file in model.lora_dir without `.safetensors`.")
+    weight: float = Field(1.0, ge=-4, le=4, description="How strongly it applies (1 = as trained, 0 = not at all).")
+
+
 class GenerateRequest(_Strict):
-    """Body of `POST /api/generate`. Only `prompt` is required."""
+    """Body of `POST /api/generate`. Only `prompt` is required.
+
+    With `init_image` the job reworks that picture (image-to-image); with `mask_image` too it repaints the
+    mask's white part (inpainting). Input images are kept with the job; its view names them as stored
+    (the name of `GET /api/uploads/{name}`), whatever form they were sent in.
+    """
 
     prompt: str = Field(min_length=1, max_length=2000, description="What to draw.")
     negative_prompt: str = Field("", max_length=2000, description="What to avoid.")
@@ -41,6 +55,40 @@ class GenerateRequest(_Strict):
         "default, euler, dpmpp_2m, unipc); the model's own when omitted. `GET /api/health` lists the loaded "
         "model's names.",
     )
+    init_image: str | None = Field(
+        None,
+        max_length=MAX_INPUT_TEXT,
+        description="The picture to start from: an upload's name (`POST /api/uploads`), a gallery image's name, a "
+        "`data:` URL or a base64 string (PNG, JPEG or WebP). Without width/height the result keeps its aspect "
+        "ratio at the model's native area.",
+    )
+    strength: float = Field(
+        0.75,
+        ge=0,
+        le=1,
+        description="With `init_image`: how much to change it. `int(steps × strength)` denoising steps run; 0 keeps "
+        "the input as it is, 1 replaces it (only its size and a faint trace of its layout remain).",
+    )
+    mask_image: str | None = Field(
+        None,
+        max_length=MAX_INPUT_TEXT,
+        description="Inpainting (needs `init_image`, same aspect ratio; resized as needed): white = repaint, black = "
+        "keep, grey = in between. Same forms as `init_image`; transparent pixels count as black.",
+    )
+    mask_blur: int = Field(4, ge=0, le=64, description="Pixels of blur on the mask's edge, so the repainted part blends in.")
+    loras: list[LoraRequest] = Field(
+        default_factory=list,
+        max_length=8,
+        description="LoRAs to apply, names from `GET /api/loras`. AUTOMATIC1111's `<lora:name:0.8>` in the prompt "
+        "works too (removed from the text the model sees, added here).",
+    )
+
+    @field_validator("mask_image")
+    @classmethod
+    def _mask_needs_an_image(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and not info.data.get("init_image"):
+            raise ValueError("a mask needs an init_image to repaint; send init_image too")
+        return value
 
     @field_validator("prompt")
     @classmethod
@@ -63,6 +111,12 @@ class GenerateResponse(BaseModel):
     position: int = Field(description="1 = next to start.")
 
 
+class LoraUse(BaseModel):
+    name: str
+    weight: float
+    hash: str = Field(description="AUTOMATIC1111's short hash: the first 12 hex digits of the SHA-256 of the tensor data.")
+
+
 class GenerationMetadata(BaseModel):
     prompt: str
     negative_prompt: str
@@ -75,6 +129,12 @@ class GenerationMetadata(BaseModel):
     scheduler: str | None = None
     created_at: datetime
     duration_seconds: float
+    mode: GenerationMode = "txt2img"
+    strength: float | None = Field(None, description="Denoising strength (image-to-image and inpainting).")
+    mask_blur: int | None = Field(None, description="Inpainting: pixels of blur on the mask's edge.")
+    init_image: str | None = Field(None, description="The stored input image's name (`GET /api/uploads/{name}`).")
+    mask_image: str | None = Field(None, description="The stored mask's name (`GET /api/uploads/{name}`).")
+    loras: list[LoraUse] = Field(default_factory=list)
 
 
 class JobView(BaseModel):
@@ -97,6 +157,9 @@ class JobView(BaseModel):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    input_urls: dict[str, str] = Field(
+        default_factory=dict, description="Where the job's input images are served, by role (init_image, mask_image)."
+    )
 
 
 class JobPage(BaseModel):
@@ -113,6 +176,9 @@ class GalleryItem(BaseModel):
     session_id: str
     index: int
     metadata: GenerationMetadata
+    input_urls: dict[str, str] = Field(
+        default_factory=dict, description="Where its input images are served, by role (init_image, mask_image)."
+    )
 
 
 class GalleryPage(BaseModel):
@@ -120,6 +186,32 @@ class GalleryPage(BaseModel):
     total: int
     offset: int
     limit: int
+
+
+class UploadResponse(BaseModel):
+    """`POST /api/uploads`: an input image, stored under a name any job can use."""
+
+    name: str = Field(description="Pass as `init_image` or `mask_image` to POST /api/generate.")
+    width: int
+    height: int
+    url: str = Field(description="Where the server serves it (`GET /api/uploads/{name}`).")
+
+
+class LoraInfo(BaseModel):
+    name: str = Field(description="What to pass as `loras[].name`, or in `<lora:name:weight>`.")
+    hash: str = Field(description="AUTOMATIC1111's short hash (first 12 hex digits of the tensor data's SHA-256).")
+    sha256: str
+    size_bytes: int
+    families: list[str] = Field(description="The model families its header says it is for (empty: cannot tell).")
+    fits: bool = Field(description="Whether it fits the loaded model (judged from its header).")
+    problem: str | None = Field(None, description="Why it does not fit, or why the file cannot be used.")
+
+
+class LoraList(BaseModel):
+    """`GET /api/loras`: the `.safetensors` files in model.lora_dir."""
+
+    lora_dir: str
+    items: list[LoraInfo]
 
 
 class ModelHealth(BaseModel):
@@ -131,6 +223,9 @@ class ModelHealth(BaseModel):
     schedulers: list[str] = Field(default_factory=list, description="Scheduler names this model accepts.")
     process_id: int | None = Field(
         None, description="Operating-system id of the generation process that holds the model (null while none runs)."
+    )
+    modes: list[GenerationMode] = Field(
+        default_factory=list, description="What the loaded model can do: txt2img, img2img, inpaint (empty until loaded)."
     )
 
 

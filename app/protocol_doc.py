@@ -17,7 +17,10 @@ from . import protocol as p
 DOC_PATH = Path(__file__).resolve().parent.parent / "docs" / "protocol.md"
 
 REST = [
-    ("POST /api/generate", p.GenerateRequest, p.GenerateResponse, "Queue a generation. 422 names each bad field; 429 when the queue is full."),
+    ("POST /api/generate", p.GenerateRequest, p.GenerateResponse, "Queue a generation (from the prompt, an input image, or a masked part of it; with LoRAs). 422 names each bad field, including a mode or LoRA the loaded model cannot use; 429 when the queue is full."),
+    ("POST /api/uploads", None, p.UploadResponse, "Multipart, one file field `file` (PNG, JPEG or WebP): keep an input image under a name for `init_image`/`mask_image`. 413 over uploads.max_bytes; 422 (field `file`) when it is not an image or over uploads.max_side pixels on a side."),
+    ("GET /api/uploads/{name}", None, None, "A stored input image (PNG): an upload, or an input a job was sent with. 404 when unknown."),
+    ("GET /api/loras", None, p.LoraList, "The LoRA files in model.lora_dir: names, hashes, and whether each fits the loaded model."),
     ("GET /api/jobs/{session_id}", None, p.JobView, "One job: status, step, ETA, images, error, timestamps. 404 when unknown."),
     ("GET /api/jobs?status=&offset=&limit=", None, p.JobPage, "Jobs, newest first, optionally filtered by status."),
     ("POST /api/jobs/{session_id}/cancel", None, p.JobView, "Cancel a queued or running job. 409 when it already ended."),

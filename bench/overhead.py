@@ -36,11 +36,13 @@ from .ws_client import ClientThread, connect_many, subscribe_all, wait_terminals
 
 
 class Bare:
-    """A subprocess holding the bare pipeline; `run(steps, seed)` returns the seconds of one call."""
+    """A subprocess holding the bare pipeline; `run(steps, seed)` returns the seconds of one call.
 
-    def __init__(self, model: Path) -> None:
+    `module` is the bench whose `--bare MODEL` mode serves the calls (one JSON line in, seconds out)."""
+
+    def __init__(self, model: Path, module: str = "bench.overhead", *extra: str) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "bench.overhead", "--bare", str(model)],
+            [sys.executable, "-m", module, "--bare", str(model), *extra],
             cwd=PROJECT_ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
         )
         assert self._read() == "ready"
@@ -52,9 +54,9 @@ class Bare:
             raise RuntimeError("the bare pipeline process exited")
         return line.strip()
 
-    def run(self, steps: int, seed: int) -> float:
+    def run(self, steps: int, seed: int, **options: object) -> float:
         assert self.process.stdin is not None
-        self.process.stdin.write(json.dumps({"steps": steps, "seed": seed}) + "\n")
+        self.process.stdin.write(json.dumps({"steps": steps, "seed": seed, **options}) + "\n")
         self.process.stdin.flush()
         return float(self._read())
 

@@ -17,7 +17,7 @@ import time
 import traceback
 from pathlib import Path
 
-from . import capacity, compat, latency, overhead, queue_gap, slow_client, startup, studio
+from . import capacity, compat, img2img, latency, lora_switch, overhead, queue_gap, slow_client, startup, studio
 from .common import (
     PROJECT_ROOT,
     WORK_ROOT,
@@ -30,7 +30,9 @@ from .common import (
     raise_open_files,
 )
 
-BENCHES = ["startup", "overhead", "latency", "queue_gap", "slow_client", "compat", "capacity", "studio"]
+BENCHES = [
+    "startup", "overhead", "img2img", "lora_switch", "latency", "queue_gap", "slow_client", "compat", "capacity", "studio"
+]
 FINDINGS = (Path(__file__).parent / "FINDINGS.md").read_text()  # appended to a full run's table
 
 
@@ -98,13 +100,15 @@ def main(argv: list[str] | None = None) -> int:
                     rows += startup.run(ctx)
                 elif name == "studio":
                     rows += studio.run(ctx)  # its own server (with a loop probe) and chromium
+                elif name == "lora_switch":
+                    rows += lora_switch.run(ctx)  # the generation process's code in a process of its own
                 elif name == "capacity" and not ctx.smoke:
                     rows += capacity.run(ctx)  # fresh servers: RSS growth must not hide in freed memory
                 else:
                     if server is None:
                         server = Server(ctx.model, work / "server", hooked=True).start()
                         server.wait_until(lambda h: h["model"]["state"] == "ready")
-                    module = {"overhead": overhead, "latency": latency, "queue_gap": queue_gap,
+                    module = {"overhead": overhead, "img2img": img2img, "latency": latency, "queue_gap": queue_gap,
                               "slow_client": slow_client, "compat": compat, "capacity": capacity}[name]
                     rows += module.run(ctx, server)
             except Exception as error:  # keep the others; the table shows what failed

@@ -4,7 +4,11 @@ from .image_dialog import ImageDialog
 from .job_card import job_card
 from .job_list import JobList
 from .model_picker import ModelPicker, SwitchOutcome
-from .prompt_form import PromptForm, size_presets
+from .prompt_form import FormServices, PromptForm
+from .sizes import size_presets
 from .studio_header import studio_header
 
-__all__ = ["Gallery", "ImageDialog", "JobList", "ModelPicker", "PromptForm", "SwitchOutcome", "job_card", "size_presets", "studio_header"]
+__all__ = [
+    "FormServices", "Gallery", "ImageDialog", "JobList", "ModelPicker", "PromptForm", "SwitchOutcome", "job_card",
+    "size_presets", "studio_header",
+]

@@ -13,7 +13,10 @@ from collections.abc import Callable
 
 from nicegui import ui
 
+from app.engine.views import input_urls
 from app.protocol import GalleryPage, GenerationComplete, GenerationMetadata
+
+INSET = "padding:0;background:none;top:auto;left:auto;right:4px;bottom:4px;width:34%;height:34%"
 
 LoadPage = Callable[[int, int], GalleryPage]
 """load_page(offset, limit): a page of the gallery, newest first (`engine.gallery`)."""
@@ -109,6 +112,11 @@ class Gallery:
             .classes("w-full aspect-square rounded cursor-pointer gallery-thumb") \
             .mark(f"gallery-thumb {name}").on("click", open_item).on("keydown.enter", open_item)
         thumbnail.props["alt"] = thumbnail.props["title"] = metadata.prompt  # no tooltip elements: cheap
+        started_from = input_urls(metadata).get("init_image")
+        if started_from:  # the picture it started from, small in a corner (one element, only for these)
+            with thumbnail:
+                ui.image(started_from).props('fit=cover no-transition alt="Input"').style(INSET) \
+                    .classes("rounded border border-white shadow").mark("gallery-input")
         self.thumbnails[name] = thumbnail
         return thumbnail
 

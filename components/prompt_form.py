@@ -1,22 +1,27 @@
-"""The prompt panel: what to draw, how, and the Generate button (or Ctrl+Enter from anywhere).
+"""The prompt panel: what to draw, how, from which picture (components/input_panel.py), with which LoRAs
+(components/lora_picker.py), and the Generate button (or Ctrl+Enter from anywhere).
 
 The widgets are bound two-way to a `FormValues` object, so "use these settings" only has to set its
 fields. The form never talks to the engine: it turns its values into a `GenerateRequest` and hands it to
-`on_submit`, which returns an error message or None.
+`on_submit`, which returns an error message or None; storing an upload and listing LoRAs go through the
+callables the page passes in (`FormServices`).
 """
 from __future__ import annotations
 
-import math
 import random
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from nicegui import binding, events, ui
 from pydantic import ValidationError
 
-from app.pipeline.values import DEFAULT_SCHEDULER
+from app.pipeline.values import DEFAULT_SCHEDULER, SizeLimits
 from app.protocol import GenerateRequest, GenerationMetadata
+
+from .input_panel import InputPanel, StoreUpload
+from .lora_picker import ListLoras, LoraPicker
+from .sizes import SizePreset, size_presets
 
 MAX_SEED = 2**32 - 1
 PROMPT_MISSING = "Describe what you want to draw"
@@ -31,57 +36,12 @@ FIELD_NAMES = {
     "width": "Width",
     "height": "Height",
     "scheduler": "Sampler",
+    "init_image": "Input image",
+    "strength": "Strength",
+    "mask_image": "Mask",
+    "mask_blur": "Mask blur",
+    "loras": "LoRAs",
 }
-
-
-@dataclass(frozen=True)
-class SizePreset:
-    width: int
-    height: int
-    label: str
-
-    @property
-    def key(self) -> str:
-        return f"{self.width}x{self.height}"
-
-
-class SizeBounds(Protocol):
-    """What `engine.size_limits` offers: native size, range and step (duck-typed, no engine import)."""
-
-    @property
-    def default_width(self) -> int: ...
-    @property
-    def default_height(self) -> int: ...
-    @property
-    def minimum(self) -> int: ...
-    @property
-    def maximum(self) -> int: ...
-    @property
-    def multiple(self) -> int: ...
-
-
-def size_presets(limits: SizeBounds) -> list[SizePreset]:
-    """Square, portrait, landscape and wide presets around the model's native area, all valid for it."""
-    area = limits.default_width * limits.default_height
-    shapes = [("square", 1, 1), ("portrait 3:4", 3, 4), ("landscape 4:3", 4, 3), ("wide 16:9", 16, 9), ("tall 9:16", 9, 16)]
-    presets: list[SizePreset] = [SizePreset(limits.default_width, limits.default_height, "native")]
-    for name, across, down in shapes:
-        width = _snap(math.sqrt(area * across / down), limits)
-        height = _snap(math.sqrt(area * down / across), limits)
-        presets.append(SizePreset(width, height, name))
-    for factor, name in ((0.5, "small square"), (2, "large square")):
-        side = limits.default_width * factor
-        if limits.minimum <= side <= limits.maximum:
-            presets.append(SizePreset(_snap(side, limits), _snap(side, limits), name))
-    unique: dict[str, SizePreset] = {}
-    for preset in presets:
-        unique.setdefault(preset.key, preset)
-    return list(unique.values())
-
-
-def _snap(value: float, limits: SizeBounds) -> int:
-    snapped = int(round(value / limits.multiple) * limits.multiple)
-    return max(limits.minimum, min(limits.maximum, snapped))
 
 
 @binding.bindable_dataclass
@@ -95,27 +55,46 @@ class FormValues:
     seed: int | None = None
     size: str = ""
     scheduler: str = DEFAULT_SCHEDULER
+    init_image: str | None = None  # a stored upload's or a gallery image's name
+    mask: str | None = None  # the painted mask, a PNG data: URL
+    strength: float = 0.75
+    mask_blur: int = 4
+    loras: dict[str, float] = field(default_factory=dict)  # name -> weight
 
 
 class ModelFacts(Protocol):
-    """What the form follows about the loaded model (`StudioStatus`, bindable): samplers and sizes."""
+    """What the form follows about the loaded model (`StudioStatus`, bindable): samplers, sizes, state."""
 
     schedulers: tuple[str, ...]
-    size_limits: SizeBounds | None
+    size_limits: SizeLimits | None
+    model_state: str
+
+
+@dataclass(frozen=True)
+class FormServices:
+    """What the form needs from the page: store an upload, list the LoRAs, and the upload size limit."""
+
+    store_upload: StoreUpload
+    list_loras: ListLoras
+    max_upload_bytes: int
 
 
 class PromptForm:
     def __init__(
         self,
         presets: list[SizePreset],
-        on_submit: Callable[[GenerateRequest], str | None],
+        on_submit: Callable[[GenerateRequest], Awaitable[str | None]],
         model: ModelFacts | None = None,
+        services: FormServices | None = None,
     ) -> None:
         self.presets = {preset.key: preset for preset in presets}
         self.model = model
+        self.services = services
         self.scheduler_options = [DEFAULT_SCHEDULER]
         self.values = FormValues(size=presets[0].key)
         self.on_submit = on_submit
+        self.inputs: InputPanel | None = None
+        self.lora_picker: LoraPicker | None = None
         self._build()
 
     def _build(self) -> None:
@@ -144,11 +123,18 @@ class PromptForm:
                     .bind_enabled_from(values, "seed_mode", backward=lambda mode: mode == "fixed")
                 ui.button(icon="casino", on_click=self.roll_seed).props('flat round dense aria-label="Roll a new seed"') \
                     .tooltip("Roll a new seed").mark("dice")
-            self.size_select = ui.select(self._size_options(), label="Size") \
-                .props("outlined dense options-dense").classes("w-full").mark("size").bind_value(values, "size")
+            with ui.column().classes("w-full").bind_visibility_from(values, "init_image", backward=lambda name: not name):
+                # From a picture the result keeps its shape, at about the model's native size.
+                self.size_select = ui.select(self._size_options(), label="Size") \
+                    .props("outlined dense options-dense").classes("w-full").mark("size").bind_value(values, "size")
             if self.model is not None:
                 self.size_select.bind_visibility_from(self.model, "size_limits", backward=self._follow_sizes)
                 self._scheduler_select(self.model)
+            if self.services is not None:
+                self.lora_picker = LoraPicker(values, self.services.list_loras, self.model)
+                with ui.expansion("Start from a picture", icon="image").props("dense") \
+                        .classes("w-full").mark("input-expansion") as self.input_expansion:
+                    self.inputs = InputPanel(values, self.services.store_upload, self.services.max_upload_bytes)
             with ui.row().classes("w-full items-center justify-between"):
                 ui.label("Ctrl+Enter generates from anywhere").classes("text-xs opacity-60")
                 ui.button("Generate", icon="auto_awesome", on_click=self.submit).props("unelevated") \
@@ -160,7 +146,8 @@ class PromptForm:
             with ui.row().classes("w-full justify-between"):
                 ui.label(title).classes("text-sm opacity-70")
                 ui.label().bind_text_from(self.values, field, backward=lambda v: f"{v:g}").mark(f"{marker}-value")
-            ui.slider(min=low, max=high, step=step).props("label").mark(marker).bind_value(self.values, field)
+            ui.slider(min=low, max=high, step=step).props(f'label aria-label="{title}"').mark(marker) \
+                .bind_value(self.values, field)
 
     def _size_options(self) -> dict[str, str]:
         return {key: f"{p.width} × {p.height} · {p.label}" for key, p in self.presets.items()}
@@ -168,7 +155,7 @@ class PromptForm:
     def _show_sizes(self, value: str) -> None:
         self.size_select.set_options(self._size_options(), value=value)
 
-    def _follow_sizes(self, limits: SizeBounds | None) -> bool:
+    def _follow_sizes(self, limits: SizeLimits | None) -> bool:
         """Presets follow the loaded model (a switch may change its native size and range)."""
         if limits is not None:
             presets = {preset.key: preset for preset in size_presets(limits)}
@@ -191,9 +178,9 @@ class PromptForm:
 
         select.bind_visibility_from(source, "schedulers", backward=follow)
 
-    def _on_key(self, event: events.KeyEventArguments) -> None:
+    async def _on_key(self, event: events.KeyEventArguments) -> None:
         if event.key.enter and event.action.keydown and (event.modifiers.ctrl or event.modifiers.meta):
-            self.submit()
+            await self.submit()
 
     def roll_seed(self) -> None:
         self.values.seed = random.randrange(0, MAX_SEED + 1)
@@ -212,6 +199,16 @@ class PromptForm:
         if key not in self.presets:
             self.presets[key] = SizePreset(metadata.width, metadata.height, "from image")
         self._show_sizes(key)
+        if metadata.strength is not None:
+            values.strength, values.mask_blur = metadata.strength, metadata.mask_blur or values.mask_blur
+        if self.lora_picker is not None:
+            self.lora_picker.choose({lora.name: lora.weight for lora in metadata.loras})
+
+    def use_as_input(self, name: str, url: str) -> None:
+        """Start the next job from this picture ("Use as input" on a gallery image)."""
+        if self.inputs is not None:
+            self.inputs.use(name, url)
+            self.input_expansion.open()
 
     def request(self) -> GenerateRequest | str:
         """The request the form describes, or a message saying what to fix."""
@@ -220,7 +217,7 @@ class PromptForm:
             return PROMPT_MISSING
         if values.seed_mode == "fixed" and values.seed is None:
             return SEED_MISSING
-        preset = self.presets.get(values.size)
+        preset = self.presets.get(values.size) if not values.init_image else None  # an input: its own shape
         try:
             return GenerateRequest(
                 prompt=values.prompt,
@@ -232,13 +229,18 @@ class PromptForm:
                 width=preset.width if preset else None,
                 height=preset.height if preset else None,
                 scheduler=None if values.scheduler == DEFAULT_SCHEDULER else values.scheduler,
+                init_image=values.init_image,
+                strength=float(values.strength),
+                mask_image=values.mask if values.init_image else None,
+                mask_blur=int(values.mask_blur),
+                loras=[{"name": name, "weight": weight} for name, weight in values.loras.items()],
             )
         except ValidationError as error:
             return describe_validation(error)
 
-    def submit(self) -> None:
+    async def submit(self) -> None:
         request = self.request()
-        problem = request if isinstance(request, str) else self.on_submit(request)
+        problem = request if isinstance(request, str) else await self.on_submit(request)
         if problem is None:
             return
         if problem == PROMPT_MISSING:

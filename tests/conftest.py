@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-pytest_plugins = ["tests.fixtures.servers", "tests.fixtures.families"]
+pytest_plugins = ["tests.fixtures.servers", "tests.fixtures.families", "tests.fixtures.family_servers"]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

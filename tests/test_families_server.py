@@ -5,7 +5,6 @@ last step, previews for a previews subscriber, cancel, images saved with their m
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -14,49 +13,14 @@ from PIL import Image
 
 from app.pipeline.png import read_png_metadata
 from app.pipeline.schedulers import FLOW_MATCHING_SCHEDULER_NAMES, SCHEDULER_NAMES
-from app.testing.single_file import save_single_file_checkpoint
 from app.testing.tiny_models import TINY_IMAGE_SIZE
+from tests.fixtures.family_servers import SERVED
 from tests.server_jobs import run_job, submit
-from tests.server_process import ServerProcess
 from tests.ws_client import WsClient, for_session, is_terminal
 
 pytestmark = pytest.mark.slow  # servers (or an engine) of its own
 
 FLOW = ("sd3", "flux")
-SERVED = ("sd", "sdxl", "sd3", "flux", "single_file")
-
-
-def offline_env(tmp: Path) -> dict[str, str]:
-    """Offline, with an empty Hugging Face cache, and a preview at every step."""
-    return {"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp / "hf-home"), "AI_ARTIST_PREVIEWS__MIN_INTERVAL_MS": "0"}
-
-
-@pytest.fixture(scope="module")
-def single_file_checkpoint(tiny_pipeline_dirs, tmp_path_factory) -> Path:
-    """A tiny SD pipeline as one original-layout .safetensors, with its configs beside it as `<stem>/`."""
-    folder = tmp_path_factory.mktemp("single-file")
-    checkpoint = save_single_file_checkpoint(tiny_pipeline_dirs["sd"], folder / "tiny-sd-single.safetensors")
-    shutil.copytree(
-        tiny_pipeline_dirs["sd"], folder / "tiny-sd-single", ignore=shutil.ignore_patterns("*.safetensors", "*.bin")
-    )
-    return checkpoint
-
-
-@pytest.fixture(scope="module")
-def family_servers(tiny_pipeline_dirs, single_file_checkpoint, tmp_path_factory) -> Iterator[dict[str, ServerProcess]]:
-    """One real server per family, started side by side (each loads its own tiny model)."""
-    models = {**tiny_pipeline_dirs, "single_file": single_file_checkpoint}
-    servers = {}
-    try:
-        for name in SERVED:
-            data_dir = tmp_path_factory.mktemp(f"server-{name}")
-            servers[name] = ServerProcess(models[name], data_dir, offline_env(data_dir)).launch()
-        for server in servers.values():
-            server.wait_until(lambda health: health["model"]["state"] != "loading", timeout=300)
-        yield servers
-    finally:
-        for server in servers.values():
-            server.stop()
 
 
 @pytest.mark.parametrize("family", SERVED)

@@ -42,10 +42,12 @@ class ModelSlot:
         events: EventBus,
         data_dir: Path,
         not_running: Callable[[], Awaitable[object]],
+        lora_dir: Path | None = None,
     ) -> None:
         self.settings = settings
         self.events = events
         self.data_dir = data_dir
+        self.lora_dir = lora_dir or data_dir / "loras"
         self.not_running = not_running  # waits until no job runs on the current process
         self.current = LoadedModel(self._new_pipeline(settings.base_model))
         self._settled = asyncio.Event()
@@ -92,6 +94,7 @@ class ModelSlot:
                 single_file_config=str(options.single_file_config) if options.single_file_config else None,
             ),
             log_file=str(log_file) if log_file.parent.is_dir() else None,
+            lora_dir=str(self.lora_dir),
         )
         return PipelineProcess(spec, on_download=download_progress, on_exit=self._pipeline_exited)
 
@@ -191,6 +194,7 @@ class ModelSlot:
             family=pipeline.family,
             schedulers=list(pipeline.supported_schedulers()),
             process_id=pipeline.process_id,
+            modes=list(pipeline.modes or ()),
         )
 
     def known_models(self) -> list[KnownModel]:

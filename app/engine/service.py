@@ -18,19 +18,24 @@ from ..protocol import (
     JobPage,
     JobStatus,
     JobView,
+    LoraList,
     ModelList,
     ModelSwitchResponse,
     QueueHealth,
+    UploadResponse,
 )
 from .errors import InvalidRequest, JobAlreadyFinished, JobNotFound
 from .events import EventBus
+from .inputs import InputStore
 from .journal import JobJournal
+from .loras import LoraLibrary
 from .model_slot import ModelSlot
 from .previews import PreviewStore, StoredPreview
 from .queue import JobQueue
 from .recovery import recover_unfinished_jobs
+from .requests import PreparedRequest, check, prepare
 from .store import JobRecord, Store
-from .views import gallery_item, job_view, stored_events
+from .views import gallery_item, job_view, stored_events, upload_url
 from .worker import JobWorker
 
 log = logging.getLogger(__name__)
@@ -49,19 +54,30 @@ class Engine:
         self._previews = PreviewStore()
         self._journal = JobJournal(self._store, events, self._previews, self.images_dir)
         self._worker: JobWorker | None = None
-        self._model = ModelSlot(settings.model, events, self.data_dir, not_running=self._no_job_running)
+        self.inputs = InputStore(
+            self.data_dir / "inputs", self.images_dir, settings.uploads.max_bytes, settings.uploads.max_side
+        )
+        self.loras = LoraLibrary(settings.lora_folder())
+        if settings.model.lora_dir is None:
+            self.loras.folder.mkdir(parents=True, exist_ok=True)  # so the artist sees where LoRAs go
+        self._model = ModelSlot(
+            settings.model, events, self.data_dir, not_running=self._no_job_running, lora_dir=self.loras.folder
+        )
         self._worker_task: asyncio.Task[None] | None = None
+        self._lora_scan: asyncio.Future[None] | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
 
     async def start(self) -> None:
         self.events.attach_loop(asyncio.get_running_loop())
         self._worker = JobWorker(
-            self._store, self._journal, self._queue, self._model, str(self.images_dir), self.settings.previews
+            self._store, self._journal, self._queue, self._model, str(self.images_dir), self.settings.previews,
+            self.inputs, self.loras,
         )
         recover_unfinished_jobs(self._store, self._queue, self._journal, self.settings.queue.max_attempts)
         self._model.start()
         self._worker_task = asyncio.get_running_loop().create_task(self._worker.run_forever())
+        self._lora_scan = asyncio.ensure_future(asyncio.to_thread(self.loras.warm))  # hashes read before jobs ask
 
     async def stop(self) -> None:
         """Orderly shut-down: a running job goes back to the queue without using up one of its attempts."""
@@ -96,36 +112,47 @@ class Engine:
     def size_limits(self) -> SizeLimits:
         return self._model.pipeline.size_limits
 
-    def submit(self, request: GenerateRequest, client: str = "") -> tuple[str, int]:
+    def prepare(self, request: GenerateRequest) -> PreparedRequest:
+        """Store the request's input images and gather its LoRAs (safe in any thread; decoding a large
+        image is slow, so a face may call this in a worker thread and pass the result to `submit`)."""
+        return prepare(request, self.inputs)
+
+    def submit(self, request: GenerateRequest | PreparedRequest, client: str = "") -> tuple[str, int]:
         """Validate `request` against the current model and queue it; returns (session_id, position).
 
+        Raises InvalidRequest naming each bad field (a mode the model cannot do, an input that is not an
+        image, an unknown LoRA or one that does not fit...), QueueFull. The stored request names its
+        inputs by their stored names (`GET /api/uploads/{name}`), its prompt without `<lora:...>` tags.
         `client` says who asks (each face names its callers: an address, a browser session, an API key's
         name); it is stored with the job for per-client limits and fair scheduling."""
+        prepared = request if isinstance(request, PreparedRequest) else self.prepare(request)
         pipeline = self._model.pipeline
-        limits = self.size_limits
-        problems = limits.problems(request.width or limits.default_width, request.height or limits.default_height)
-        if request.scheduler is not None:
-            name = request.scheduler.strip().lower()
-            allowed = pipeline.supported_schedulers()
-            if name in allowed:
-                request = request.model_copy(update={"scheduler": name})
-            else:
-                problems.append(
-                    (
-                        "scheduler",
-                        f"scheduler {request.scheduler!r} is not available for model {pipeline.model_name!r}; "
-                        f"allowed: {', '.join(allowed)}",
-                    )
-                )
+        queued, problems = check(prepared, pipeline, self.loras)
         if problems:
             raise InvalidRequest(problems)
         self._queue.check_room()
         session_id = str(uuid.uuid4())
-        self._store.create_job(session_id, request, pipeline.model_name, client)
+        self._store.create_job(session_id, queued, pipeline.model_name, client)
         self._model.remember_job(session_id)
         position = self._queue.put(session_id)
         self._journal.queued(session_id, position)
         return session_id, position
+
+    def upload(self, data: bytes) -> UploadResponse:
+        """Keep an input image (PNG, JPEG or WebP) under a name any job can use as `init_image` or
+        `mask_image`. Raises InputTooLarge (over uploads.max_bytes) or InputProblem (not an image, over
+        uploads.max_side). Safe in any thread."""
+        stored = self.inputs.store_upload(data)
+        return UploadResponse(name=stored.name, width=stored.width, height=stored.height, url=upload_url(stored.name))
+
+    def upload_file(self, name: str) -> Path | None:
+        """The stored input image called `name` (an upload, or an input a job was sent with)."""
+        return self.inputs.path(name)
+
+    def lora_list(self) -> LoraList:
+        """The LoRA files and whether each fits the loaded model (hashes new files: call off the loop)."""
+        pipeline = self._model.pipeline
+        return self.loras.listing(pipeline.family, pipeline.lora_layers, pipeline.supports_lora is not False)
 
     def cancel(self, session_id: str) -> str:
         """Cancel a queued job at once ("cancelled"), or ask a running one to stop at its next step ("cancelling")."""

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..pipeline.values import denoising_steps
 from ..protocol import (
     GalleryItem,
+    GenerateRequest,
     GenerationCancelled,
     GenerationComplete,
     GenerationError,
+    GenerationMetadata,
     GenerationQueued,
     GenerationStarted,
     JobView,
@@ -17,11 +20,30 @@ from ..protocol import (
 from .store import GalleryRecord, JobRecord
 
 IMAGES_ROUTE = "/images"
+UPLOADS_ROUTE = "/api/uploads"
+INPUT_ROLES = ("init_image", "mask_image")
 
 
 def image_url(name: str) -> str:
     """Where the server serves a generated image (GET /images/{name})."""
     return f"{IMAGES_ROUTE}/{name}"
+
+
+def upload_url(name: str) -> str:
+    """Where the server serves a stored input image (GET /api/uploads/{name})."""
+    return f"{UPLOADS_ROUTE}/{name}"
+
+
+def input_urls(holder: GenerateRequest | GenerationMetadata | None) -> dict[str, str]:
+    """Role (init_image, mask_image) -> URL of the stored inputs a request or a result names."""
+    if holder is None:
+        return {}
+    return {role: upload_url(name) for role in INPUT_ROLES if (name := getattr(holder, role, None))}
+
+
+def total_steps(request: GenerateRequest) -> int:
+    """The denoising steps the job runs (fewer than asked from an input image)."""
+    return denoising_steps(request.num_inference_steps, request.strength if request.init_image else None)
 
 
 def image_paths(images_dir: Path, names: list[str]) -> list[str]:
@@ -40,7 +62,7 @@ def job_view(record: JobRecord, images_dir: Path, position: int | None) -> JobVi
         model=record.model,
         seed=record.seed,
         step=record.step,
-        total_steps=record.total_steps or record.request.num_inference_steps,
+        total_steps=record.total_steps or total_steps(record.request),
         eta_seconds=record.eta_seconds if record.status == "running" else None,
         position=position,
         image_paths=image_paths(images_dir, record.image_names),
@@ -51,6 +73,7 @@ def job_view(record: JobRecord, images_dir: Path, position: int | None) -> JobVi
         created_at=record.created_at,
         started_at=record.started_at,
         finished_at=record.finished_at,
+        input_urls=input_urls(record.request),
     )
 
 
@@ -62,6 +85,7 @@ def gallery_item(record: GalleryRecord, images_dir: Path) -> GalleryItem:
         session_id=record.session_id,
         index=record.index,
         metadata=record.metadata,
+        input_urls=input_urls(record.metadata),
     )
 
 

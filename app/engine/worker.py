@@ -12,9 +12,12 @@ import time
 
 from ..config import PreviewSettings
 from ..pipeline.client import PipelineProcess, PipelineStopped
-from ..pipeline.messages import JobCancelled, JobFailed, JobSpec, PreviewReady, StepDone
-from ..pipeline.values import random_seed
+from ..pipeline.messages import InputImage, JobCancelled, JobFailed, JobSpec, PreviewReady, StepDone
+from ..pipeline.values import LoraRef, denoising_steps, random_seed
+from ..protocol import GenerateRequest
+from .inputs import InputProblem, InputStore
 from .journal import JobJournal
+from .loras import LoraLibrary
 from .model_slot import ModelSlot
 from .queue import JobQueue
 from .store import JobRecord, Store
@@ -45,6 +48,8 @@ class JobWorker:
         model: ModelSlot,
         images_dir: str,
         previews: PreviewSettings,
+        inputs: InputStore,
+        loras: LoraLibrary,
     ) -> None:
         self.store = store
         self.journal = journal
@@ -52,6 +57,8 @@ class JobWorker:
         self.model = model
         self.images_dir = images_dir
         self.previews = previews
+        self.inputs = inputs
+        self.loras = loras
         self.running_id: str | None = None
         self._running_on: PipelineProcess | None = None  # after a model switch, not the current one
         self.not_running = asyncio.Event()
@@ -105,14 +112,38 @@ class JobWorker:
             scheduler=request.scheduler,
             previews=self.previews,
             images_dir=self.images_dir,
+            init_image=self._input(request.init_image),
+            mask_image=self._input(request.mask_image),
+            strength=request.strength,
+            mask_blur=request.mask_blur,
+            loras=self._loras(request),
         )
+
+    def _input(self, name: str | None) -> InputImage | None:
+        return None if name is None else InputImage(name, self.inputs.read(name))
+
+    def _loras(self, request: GenerateRequest) -> tuple[LoraRef, ...]:
+        """The job's LoRAs with the content hash of the files the server has now (the generation process,
+        here or on another machine, checks it loads the same ones)."""
+        refs = []
+        for wanted in request.loras:
+            lora = self.loras.get(wanted.name)
+            if lora is None or lora.problem is not None:
+                raise InputProblem(f"the LoRA {wanted.name!r} is no longer in {self.loras.folder}")
+            refs.append(LoraRef(wanted.name, lora.sha256, wanted.weight))
+        return tuple(refs)
 
     async def _run(self, record: JobRecord) -> None:
         pipeline = self.model.pipeline
-        job = self._job_spec(record, pipeline)
+        try:
+            job = self._job_spec(record, pipeline)
+        except InputProblem as problem:
+            self.journal.failed(record.id, str(problem))
+            return
         self.running_id, self._running_on = record.id, pipeline
         self.not_running.clear()
-        self.journal.started(record.id, job.seed, job.num_inference_steps, pipeline.model_name)
+        total_steps = denoising_steps(job.num_inference_steps, job.strength if job.init_image is not None else None)
+        self.journal.started(record.id, job.seed, total_steps, pipeline.model_name)
         clock = StepClock()
 
         def on_step(message: StepDone) -> None:

@@ -88,6 +88,10 @@ class PipelineProcess:
         self.size_limits: SizeLimits = inspect_size_limits(spec.model_id)  # until the process reports its own
         self._device: str | None = None if spec.device == "auto" else spec.device
         self._schedulers: tuple[str, ...] | None = None
+        # What the loaded model can do (None: not known until it has loaded): modes, LoRAs and their layers.
+        self.modes: tuple[str, ...] | None = None
+        self.supports_lora: bool | None = None
+        self.lora_layers: dict[str, int] = {}
         self._process: Any = None
         self._starting: asyncio.Future[None] | None = None
         self._connection: Connection | None = None
@@ -138,6 +142,7 @@ class PipelineProcess:
         self.family = loaded.family
         self.size_limits = loaded.size_limits
         self._schedulers = loaded.schedulers
+        self.modes, self.supports_lora, self.lora_layers = loaded.modes, loaded.supports_lora, loaded.lora_layers
         log.info("generation process %d loaded %s on %s in %.1f s", self._process.pid, self.model_id,
                  loaded.device, loaded.seconds)
 

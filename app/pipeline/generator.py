@@ -1,4 +1,5 @@
-"""ArtworkGenerator: load any diffusers text-to-image model and run it with a step callback and cancel.
+"""ArtworkGenerator: load any diffusers text-to-image model and run it with a step callback and cancel,
+from the prompt alone, from an input image, or repainting a masked part of it, with LoRAs.
 
 Used directly as in the websocket guide::
 
@@ -7,6 +8,7 @@ Used directly as in the websocket guide::
     images = generator.generate(prompt="A beautiful sunset", session_id="my-session-123")
 
 and by the generation process (app/pipeline/process.py), which passes its own `on_step` and `should_stop`.
+Image-to-image and inpainting: app/pipeline/image_modes.py; LoRAs: app/pipeline/lora_adapters.py.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import copy
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -22,16 +24,22 @@ from typing import Any
 from PIL import Image
 
 from .cpu_speed import cpu_inference, onednn_pays_off
+from .devices import place_on_device, resolve_device, resolve_dtype
 from .failures import is_out_of_memory, release_memory
+from .image_modes import ImageInputs, ModePipelines, finished_images, mode_arguments, unchanged_images
 from .loading import ProgressCallback, load_pipeline
+from .lora_adapters import LoraAdapters, denoiser_layers
+from .lora_files import LORA_SUFFIX, content_hash
 from .progress_sink import session_progress_sink
 from .schedulers import make_scheduler, supported_schedulers
 from .sources import ModelSource, resolve_source
 from .values import (
     DEFAULT_SCHEDULER,
     SCHEDULER_NAMES,
+    LoraRef,
     ModelOptions,
     SizeLimits,
+    denoising_steps,
     display_name,
     family_of_folder,
     image_seed,
@@ -49,27 +57,6 @@ class GenerationCancelledError(Exception):
     """The generation was stopped by request before it finished."""
 
 
-def resolve_device(device: str) -> str:
-    import torch
-
-    if device != "auto":
-        return device
-    if torch.cuda.is_available():
-        return "cuda"
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        return "mps"
-    return "cpu"
-
-
-def resolve_dtype(dtype: str, device: str) -> Any:
-    import torch
-
-    if dtype == "auto":
-        return torch.float16 if device in ("cuda", "mps") else torch.float32
-    return getattr(torch, dtype)
-
-
 class ArtworkGenerator:
     def __init__(
         self,
@@ -79,6 +66,7 @@ class ArtworkGenerator:
         cpu_threads: int | None = None,
         options: ModelOptions | None = None,
         download_progress: ProgressCallback | None = None,
+        lora_dir: str | Path | None = None,
     ) -> None:
         if model_id is None:
             from ..config import load_config
@@ -92,6 +80,10 @@ class ArtworkGenerator:
         self.options = options or ModelOptions()
         self.download_progress = download_progress
         self.pipeline: Any = None
+        self.lora_dir = Path(lora_dir) if lora_dir is not None else None
+        self.modes: ModePipelines | None = None  # the pipelines of every mode, once loaded
+        self.loras: LoraAdapters | None = None
+        self.lora_layers: dict[str, int] = {}  # the denoiser's layers a LoRA may adapt -> in-width
         self.base_scheduler: Any = None
         self.family: str | None = family_of_folder(Path(model_id))
         self.size_limits = inspect_size_limits(model_id)
@@ -127,7 +119,7 @@ class ArtworkGenerator:
         started = time.perf_counter()
         source = self.source()
         pipeline = load_pipeline(source, dtype, self.download_progress)
-        self._place(pipeline)
+        place_on_device(pipeline, self.device, self.options)
         pipeline.set_progress_bar_config(disable=True)
         self.base_scheduler = pipeline.scheduler  # per-request schedulers are built from this one
         self._unused_schedulers.clear()
@@ -138,29 +130,13 @@ class ArtworkGenerator:
         except ValueError:
             self.family = None
         self._use_onednn = onednn_pays_off(pipeline)
+        self.lora_layers = denoiser_layers(pipeline)
+        self.modes = ModePipelines(pipeline)
+        self.loras = LoraAdapters(pipeline, self.lora_dir)
         self.pipeline = pipeline
         self.size_limits = self._limits_of(pipeline)
         seconds = time.perf_counter() - started
         log.info("loaded %s (%s) on %s in %.1fs", self.model_id, source.kind, self.device, seconds)
-
-    def _place(self, pipeline: Any) -> None:
-        """Move to the device and apply the memory options."""
-        options = self.options
-        if options.attention_slicing and hasattr(pipeline, "enable_attention_slicing"):
-            pipeline.enable_attention_slicing()
-        vae = getattr(pipeline, "vae", None)
-        if options.vae_tiling and vae is not None and hasattr(vae, "enable_tiling"):
-            vae.enable_tiling()
-        if options.cpu_offload and self.device == "cuda":
-            pipeline.enable_model_cpu_offload()
-        else:
-            if options.cpu_offload:
-                log.warning("model.cpu_offload needs cuda; running on %s without offload", self.device)
-            pipeline.to(self.device)
-        if options.compile:
-            denoiser = getattr(pipeline, "unet", None) or getattr(pipeline, "transformer", None)
-            if denoiser is not None:
-                denoiser.compile()  # in place: the pipeline keeps its module (and its config)
 
     def _limits_of(self, pipeline: Any) -> SizeLimits:
         denoiser = getattr(pipeline, "unet", None) or getattr(pipeline, "transformer", None)
@@ -218,21 +194,41 @@ class ArtworkGenerator:
         scheduler: str | None = None,
         on_step: StepCallback | None = None,
         should_stop: Callable[[], bool] | None = None,
+        init_image: Image.Image | None = None,
+        strength: float = 0.75,
+        mask_image: Image.Image | None = None,
+        mask_blur: int = 4,
+        loras: Sequence[LoraRef | tuple[str, float]] = (),
     ) -> list[Image.Image]:
         """Generate `num_images` images; image i uses seed + i (so any one can be reproduced alone).
 
         `scheduler` is a name from `SCHEDULER_NAMES` (None: the model's own); every call
         gets a fresh scheduler built from the model's original one, so no sampler state leaks between jobs.
+        With `init_image` the job reworks it (`strength` 0-1: `int(steps × strength)` steps run; 0 returns
+        it as it is); with `mask_image` too it repaints the white part (black is kept; `mask_blur` softens
+        the edge). Without `width`/`height` an input keeps its aspect ratio at the model's native area.
+        `loras`: (name, weight) pairs of files in `lora_dir`, or `LoraRef`s naming their content hash.
         """
         import torch
 
         if not self.is_loaded:
             self.load_model()
+        if mask_image is not None and init_image is None:
+            raise ValueError("mask_image needs an init_image to repaint")
+        inputs = ImageInputs(init_image, mask_image, strength, mask_blur)
+        if init_image is not None and not (width and height):
+            width, height = self.size_limits.with_aspect(*init_image.size)
         width = width or self.size_limits.default_width
         height = height or self.size_limits.default_height
         problems = self.size_limits.problems(width, height)
         if problems:
             raise ValueError("; ".join(message for _, message in problems))
+        assert self.modes is not None and self.loras is not None
+        pipeline = self.modes.for_mode(inputs.mode)
+        total_steps = denoising_steps(num_inference_steps, strength if init_image is not None else None)
+        if total_steps == 0:
+            return unchanged_images(inputs, width, height, num_images)
+        lora_refs = tuple(self._lora_ref(lora) for lora in loras)
         fresh_scheduler = self._fresh_scheduler(scheduler or DEFAULT_SCHEDULER)
         base_seed = random_seed() if seed is None else seed
         if on_step is None and session_id is not None:
@@ -247,11 +243,11 @@ class ArtworkGenerator:
         def callback(pipe: Any, step: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
             nonlocal last_reported
             # Some schedulers (PNDM) run a step more than asked: report on the asked scale, each step once.
-            actual = pipe.num_timesteps or num_inference_steps
-            reported = min((step + 1) * num_inference_steps // actual, num_inference_steps)
+            actual = pipe.num_timesteps or total_steps
+            reported = min((step + 1) * total_steps // actual, total_steps)
             if on_step is not None and reported > last_reported:
                 last_reported = reported
-                on_step(reported, num_inference_steps, tensors.get("latents"))
+                on_step(reported, total_steps, tensors.get("latents"))
             if should_stop is not None and should_stop():
                 pipe._interrupt = True
             return tensors
@@ -259,16 +255,16 @@ class ArtworkGenerator:
         out_of_memory: BaseException | None = None
         try:
             with self._lock, cpu_inference(self._use_onednn) if self.device == "cpu" else nullcontext():
-                self.pipeline.scheduler = fresh_scheduler
-                output = self.pipeline(
+                self.loras.activate(lora_refs)
+                pipeline.scheduler = fresh_scheduler
+                output = pipeline(
                     prompt=[prompt] * num_images,
                     negative_prompt=[negative_prompt] * num_images if negative_prompt else None,
                     num_inference_steps=num_inference_steps,
                     guidance_scale=guidance_scale,
-                    width=width,
-                    height=height,
                     generator=generators,
                     callback_on_step_end=callback,
+                    **mode_arguments(pipeline, inputs, width, height, num_inference_steps, self.family),
                 )
         except Exception as error:
             if not is_out_of_memory(error):
@@ -279,7 +275,17 @@ class ArtworkGenerator:
             raise out_of_memory
         if should_stop is not None and should_stop():
             raise GenerationCancelledError("cancelled")
-        return list(output.images)
+        return finished_images(list(output.images), inputs, width, height)
+
+    def _lora_ref(self, lora: LoraRef | tuple[str, float]) -> LoraRef:
+        """A library caller's (name, weight): the file in `lora_dir`, hashed here."""
+        if isinstance(lora, LoraRef):
+            return lora
+        name, weight = lora
+        path = Path(self.lora_dir or ".") / f"{name}{LORA_SUFFIX}"
+        if self.lora_dir is None or not path.is_file():
+            raise ValueError(f"LoRA {name!r}: no {path.name} in lora_dir ({self.lora_dir})")
+        return LoraRef(name, content_hash(path), float(weight))
 
     @staticmethod
     def _session_progress(session_id: str) -> StepCallback | None:

@@ -9,15 +9,18 @@ Fields marked "timing" are `time.perf_counter()` stamps (CLOCK_MONOTONIC on Linu
 processes) and durations that nothing in the server decides on: the benchmarks in bench/ read them to
 tell how long a message took to reach the server and how long the pipeline call itself took.
 
+A job carries everything it needs by value (its input images as PNG bytes, its LoRAs by name and
+content hash), so the same `JobSpec` can travel to a generation process on another machine.
+
 This pipe is internal to one machine; the public wire format is app/protocol.py.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..config import PreviewSettings
 from ..protocol import GenerationMetadata
-from .values import ModelOptions, SizeLimits
+from .values import LoraRef, ModelOptions, SizeLimits
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,16 @@ class ModelSpec:
     cpu_threads: int | None
     options: ModelOptions
     log_file: str | None = None
+    lora_dir: str | None = None  # where the LoRAs jobs name are (model.lora_dir)
+
+
+@dataclass(frozen=True)
+class InputImage:
+    """An input image of a job: the name it is stored under on the server (`<data_dir>/inputs/`), which
+    goes into the result's metadata, and its pixels as PNG bytes."""
+
+    name: str
+    png: bytes
 
 
 @dataclass(frozen=True)
@@ -46,6 +59,11 @@ class JobSpec:
     scheduler: str | None
     previews: PreviewSettings
     images_dir: str
+    init_image: InputImage | None = None  # image-to-image, or the picture to inpaint
+    mask_image: InputImage | None = None  # inpainting: white = repaint, black = keep
+    strength: float = 0.75
+    mask_blur: int = 4
+    loras: tuple[LoraRef, ...] = ()
 
 
 # ----------------------------------------------------------------------------- server -> process
@@ -82,6 +100,9 @@ class ModelLoaded:
     size_limits: SizeLimits
     schedulers: tuple[str, ...]
     seconds: float
+    modes: tuple[str, ...] = ("txt2img",)  # of app.pipeline.values.MODES
+    supports_lora: bool = False
+    lora_layers: dict[str, int] = field(default_factory=dict)  # denoiser layer -> in-width, to check LoRAs
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from pathlib import Path
 from PIL import Image, PngImagePlugin
 
 from ..protocol import GenerationMetadata
+from .lora_files import prompt_tags
 from .values import a1111_sampler_name
 
 PARAMETERS_KEY = "parameters"
@@ -24,7 +25,11 @@ _SIZE = re.compile(r"^(\d+)x(\d+)$")
 
 
 def a1111_parameters(metadata: GenerationMetadata) -> str:
-    lines = [metadata.prompt]
+    """The `parameters` text: the prompt (with its `<lora:name:weight>` tags, as A1111 keeps them), the
+    negative prompt, then one line of settings; image-to-image and inpainting add `Denoising strength`,
+    `Mask blur` and where the inputs are kept (`Init image`, `Mask image`: names under `/api/uploads/`)."""
+    tags = prompt_tags([(lora.name, lora.weight) for lora in metadata.loras])
+    lines = [f"{metadata.prompt} {tags}" if tags else metadata.prompt]
     if metadata.negative_prompt:
         lines.append(f"{NEGATIVE_PREFIX} {metadata.negative_prompt}")
     settings = [
@@ -35,6 +40,17 @@ def a1111_parameters(metadata: GenerationMetadata) -> str:
         f"Size: {metadata.width}x{metadata.height}",
         f"Model: {Path(metadata.model).name or metadata.model}",
     ]
+    if metadata.strength is not None:
+        settings.append(f"Denoising strength: {metadata.strength:g}")
+    if metadata.mask_blur is not None:
+        settings.append(f"Mask blur: {metadata.mask_blur}")
+    if metadata.loras:
+        hashes = ", ".join(f"{lora.name}: {lora.hash}" for lora in metadata.loras)
+        settings.append(f'Lora hashes: "{hashes}"')
+    if metadata.init_image:
+        settings.append(f"Init image: {metadata.init_image}")
+    if metadata.mask_image:
+        settings.append(f"Mask image: {metadata.mask_image}")
     lines.append(", ".join(settings))
     return "\n".join(lines)
 

@@ -9,6 +9,7 @@ Messages: app/pipeline/messages.py.
 """
 from __future__ import annotations
 
+import io
 import logging
 import sys
 import threading
@@ -19,13 +20,18 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from ..protocol import GenerationMetadata
+from PIL import Image
+
+from ..protocol import GenerationMetadata, LoraUse
 from . import entry
 from .failures import describe_failure
 from .generator import ArtworkGenerator, GenerationCancelledError
+from .lora_adapters import supports_lora
+from .lora_files import short_hash
 from .messages import (
     CancelJob,
     DownloadProgress,
+    InputImage,
     JobCancelled,
     JobFailed,
     JobFinished,
@@ -42,7 +48,7 @@ from .messages import (
 from .png import save_png
 from .preview_renderer import PreviewRenderer
 from .sources import ModelUnavailable
-from .values import image_seed
+from .values import image_seed, mode_of
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +114,7 @@ def load(spec: ModelSpec, channel: Channel) -> ArtworkGenerator | None:
         cpu_threads=spec.cpu_threads,
         options=spec.options,
         download_progress=lambda done, total: channel.send(DownloadProgress(done, total)),
+        lora_dir=spec.lora_dir,
     )
     started = time.perf_counter()
     try:
@@ -124,6 +131,9 @@ def load(spec: ModelSpec, channel: Channel) -> ArtworkGenerator | None:
             size_limits=generator.size_limits,
             schedulers=generator.supported_schedulers(),
             seconds=time.perf_counter() - started,
+            modes=generator.modes.modes if generator.modes is not None else ("txt2img",),
+            supports_lora=supports_lora(generator.pipeline),
+            lora_layers=generator.lora_layers,
         )
     )
     return generator
@@ -154,8 +164,14 @@ def run_job(generator: ArtworkGenerator, job: JobSpec, channel: Channel) -> JobO
             scheduler=job.scheduler,
             on_step=on_step,
             should_stop=lambda: channel.should_stop(job.session_id),
+            init_image=decoded(job.init_image),
+            mask_image=decoded(job.mask_image),
+            strength=job.strength,
+            mask_blur=job.mask_blur,
+            loras=job.loras,
         )
         left = time.perf_counter()
+        has_input, has_mask = job.init_image is not None, job.mask_image is not None
         metadata = GenerationMetadata(
             prompt=job.prompt,
             negative_prompt=job.negative_prompt,
@@ -168,6 +184,12 @@ def run_job(generator: ArtworkGenerator, job: JobSpec, channel: Channel) -> JobO
             scheduler=job.scheduler or "default",
             created_at=datetime.now(timezone.utc),
             duration_seconds=round(left - entered, 3),
+            mode=mode_of(has_input, has_mask),
+            strength=job.strength if has_input else None,
+            mask_blur=job.mask_blur if has_mask else None,
+            init_image=job.init_image.name if job.init_image is not None else None,
+            mask_image=job.mask_image.name if job.mask_image is not None else None,
+            loras=[LoraUse(name=lora.name, weight=lora.weight, hash=short_hash(lora.sha256)) for lora in job.loras],
         )
         stamp = metadata.created_at.strftime("%Y%m%d-%H%M%S")
         names = tuple(f"{stamp}-{job.session_id[:8]}-{index}.png" for index in range(len(images)))
@@ -184,6 +206,14 @@ def run_job(generator: ArtworkGenerator, job: JobSpec, channel: Channel) -> JobO
             log.info("job %s: %d previews, %.1f ms each", job.session_id, len(rendered),
                      1000 * sum(rendered) / len(rendered))
     return JobFinished(job.session_id, names, metadata, entered, left)
+
+
+def decoded(image: InputImage | None) -> Image.Image | None:
+    if image is None:
+        return None
+    with Image.open(io.BytesIO(image.png)) as opened:
+        opened.load()
+        return opened.copy()
 
 
 def serve(connection: Connection, spec: ModelSpec) -> None:

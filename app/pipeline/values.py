@@ -6,6 +6,7 @@ queued; the generation process uses the same ones when it runs the job, so the t
 from __future__ import annotations
 
 import json
+import math
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,9 @@ FLOW_MATCHING_FAMILIES: frozenset[str] = frozenset({"sd3", "flux"})
 
 # Pipeline class-name prefixes, most specific first ("StableDiffusionXL..." also starts with "StableDiffusion").
 _FAMILY_PREFIXES = (("StableDiffusionXL", "sdxl"), ("StableDiffusion3", "sd3"), ("Flux", "flux"), ("StableDiffusion", "sd"))
+
+MODES: tuple[str, ...] = ("txt2img", "img2img", "inpaint")
+"""What a job does: draw from the prompt alone, rework an input image, or repaint the white part of a mask."""
 
 DEFAULT_SCHEDULER = "default"
 SCHEDULER_NAMES: tuple[str, ...] = (DEFAULT_SCHEDULER, "euler", "euler_a", "dpmpp_2m", "dpmpp_2m_karras", "ddim", "unipc")
@@ -73,6 +77,18 @@ def schedulers_for_family(family: str) -> tuple[str, ...]:
     return FLOW_MATCHING_SCHEDULER_NAMES if family in FLOW_MATCHING_FAMILIES else SCHEDULER_NAMES
 
 
+def mode_of(has_init_image: bool, has_mask: bool) -> str:
+    return "inpaint" if has_mask else "img2img" if has_init_image else "txt2img"
+
+
+def denoising_steps(num_inference_steps: int, strength: float | None) -> int:
+    """The denoising steps a job really runs: all of them from the prompt alone, `int(steps × strength)`
+    from an input image (as AUTOMATIC1111 counts them; 0 keeps the input as it is)."""
+    if strength is None:
+        return num_inference_steps
+    return max(0, min(num_inference_steps, int(num_inference_steps * strength)))
+
+
 def display_name(model_id: str) -> str:
     """How a model is named to people: a local model's folder or file name; a hub id as it is."""
     return Path(model_id).name if Path(model_id).exists() else model_id
@@ -85,6 +101,16 @@ def random_seed() -> int:
 def image_seed(base_seed: int, index: int) -> int:
     """The seed of image `index` of a batch: each image can be reproduced alone with it (A1111 does the same)."""
     return base_seed + index
+
+
+@dataclass(frozen=True)
+class LoraRef:
+    """One LoRA of a job: its file name (without `.safetensors`), the content hash of that file (so a
+    worker can tell it has the same one) and its weight."""
+
+    name: str
+    sha256: str
+    weight: float
 
 
 @dataclass(frozen=True)
@@ -115,6 +141,18 @@ class SizeLimits:
             elif not self.minimum <= value <= self.maximum:
                 found.append((name, f"{name} {value} is outside this model's range {self.minimum}-{self.maximum}"))
         return found
+
+
+    def snap(self, side: float) -> int:
+        """The nearest side this model allows and the API takes (a multiple of 8 too), within the range."""
+        step = math.lcm(self.multiple, 8)
+        low, high = -(-self.minimum // step) * step, self.maximum - self.maximum % step
+        return max(low, min(high, int(round(side / step) * step)))
+
+    def with_aspect(self, across: float, down: float) -> tuple[int, int]:
+        """A (width, height) of about the native area with the aspect ratio across:down, allowed here."""
+        area = self.default_width * self.default_height
+        return self.snap(math.sqrt(area * across / down)), self.snap(math.sqrt(area * down / across))
 
 
 GENERIC_LIMITS = SizeLimits(512, 512, 64, 2048)

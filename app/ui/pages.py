@@ -9,9 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi.responses import FileResponse
-from nicegui import app, ui
+from nicegui import app, run, ui
 
 from components import (
+    FormServices,
     Gallery,
     ImageDialog,
     JobList,
@@ -24,6 +25,7 @@ from components import (
 
 from ..engine import (
     Engine,
+    InputProblem,
     InvalidRequest,
     JobAlreadyFinished,
     JobNotFound,
@@ -31,7 +33,7 @@ from ..engine import (
     ModelUnavailable,
     QueueFull,
 )
-from ..protocol import GenerateRequest
+from ..protocol import GenerateRequest, LoraList, UploadResponse
 from .live_jobs import LiveJob, LiveJobs
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -69,14 +71,24 @@ def build_studio(engine: Engine, live: LiveJobs) -> None:
     page_client = ui.context.client
     browser = page_client.request.client.host if page_client.request and page_client.request.client else "unknown"
 
-    def submit(request: GenerateRequest) -> str | None:
+    async def submit(request: GenerateRequest) -> str | None:
+        prepared = await run.io_bound(engine.prepare, request)  # decodes input images: off the event loop
         try:
-            engine.submit(request, client=f"studio:{browser}")
+            engine.submit(prepared, client=f"studio:{browser}")
         except InvalidRequest as error:
             return "; ".join(message for _, message in error.problems)
         except QueueFull as error:
             return str(error)
         return None
+
+    async def store_upload(data: bytes) -> UploadResponse | str:
+        try:
+            return await run.io_bound(engine.upload, data)
+        except InputProblem as problem:
+            return str(problem)
+
+    async def list_loras() -> LoraList:
+        return await run.io_bound(engine.lora_list)
 
     def switch_model(reference: str) -> SwitchOutcome:
         try:
@@ -92,16 +104,21 @@ def build_studio(engine: Engine, live: LiveJobs) -> None:
         except (JobAlreadyFinished, JobNotFound) as error:
             ui.notify(str(error), type="info", position="top")
 
-    dialog = ImageDialog(on_use_settings=lambda metadata: form.apply(metadata))
+    dialog = ImageDialog(on_use_settings=lambda metadata: form.apply(metadata),
+                         on_use_input=lambda name, url: form.use_as_input(name, url))
+    services = FormServices(store_upload, list_loras, engine.settings.uploads.max_bytes)
     with ui.element("div").classes(
         "w-full max-w-7xl mx-auto p-4 gap-6 grid grid-cols-1 lg:grid-cols-[minmax(320px,400px)_minmax(0,1fr)]"
     ):
-        with ui.column().classes("w-full gap-4 self-start lg:sticky lg:top-20"):
+        # Sticky on wide screens, scrolling on its own when taller than the window (the input area makes it tall).
+        with ui.column().classes("w-full gap-4 self-start lg:sticky lg:top-20 lg:max-h-[calc(100vh-6rem)] "
+                                 "lg:overflow-y-auto"):
             with ui.card().classes("w-full").mark("model-panel"):
                 ModelPicker(live.status, list_models=engine.models, switch_model=switch_model)
             with ui.card().classes("w-full").mark("prompt-panel"):
                 ui.label("Create").classes("text-base font-semibold studio-section-title")
-                form = PromptForm(size_presets(engine.size_limits), on_submit=submit, model=live.status)
+                form = PromptForm(size_presets(engine.size_limits), on_submit=submit, model=live.status,
+                                  services=services)
         with ui.column().classes("w-full gap-6 min-w-0"):
             with ui.column().classes("w-full gap-2"):
                 ui.label("Jobs").classes("text-base font-semibold studio-section-title")

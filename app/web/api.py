@@ -1,13 +1,17 @@
-"""REST routes: submit, inspect and cancel jobs; the gallery; images; health. OpenAPI at /docs."""
+"""REST routes: submit, inspect and cancel jobs; input images and LoRAs; the gallery; images; health.
+OpenAPI at /docs."""
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, File, HTTPException, Query, Request, UploadFile
 from fastapi.responses import FileResponse, Response
 
 from ..engine import (
     Engine,
+    InputProblem,
+    InputTooLarge,
     InvalidRequest,
     JobAlreadyFinished,
     JobNotFound,
@@ -15,7 +19,7 @@ from ..engine import (
     ModelUnavailable,
     QueueFull,
 )
-from ..engine.views import IMAGES_ROUTE
+from ..engine.views import IMAGES_ROUTE, UPLOADS_ROUTE
 from ..protocol import (
     ErrorBody,
     GalleryPage,
@@ -25,13 +29,20 @@ from ..protocol import (
     JobPage,
     JobStatus,
     JobView,
+    LoraList,
     ModelList,
     ModelSwitchRequest,
     ModelSwitchResponse,
+    UploadResponse,
 )
 
 router = APIRouter()
 ERRORS = {404: {"model": ErrorBody}, 409: {"model": ErrorBody}, 429: {"model": ErrorBody}}
+
+
+def field_errors(problems: list[tuple[str, str]]) -> list[dict[str, object]]:
+    """422 details in FastAPI's own shape, naming each field."""
+    return [{"type": "value_error", "loc": ["body", field], "msg": msg} for field, msg in problems]
 
 
 def get_engine(request: Request) -> Engine:
@@ -48,15 +59,49 @@ def client_of(request: Request) -> str:
 
 @router.post("/api/generate", response_model=GenerateResponse, responses=ERRORS, tags=["generation"])
 async def generate(body: GenerateRequest, engine: EngineDep, request: Request) -> GenerateResponse:
-    """Queue a generation. Follow it on /ws with `subscribe {session_id}` or poll /api/jobs/{session_id}."""
+    """Queue a generation. Follow it on /ws with `subscribe {session_id}` or poll /api/jobs/{session_id}.
+
+    With `init_image` (and `mask_image`) it reworks (repaints part of) a picture; `loras` apply LoRAs.
+    422 names each bad field, including a mode or LoRA the loaded model cannot use."""
+    prepared = await asyncio.to_thread(engine.prepare, body)  # input images are decoded off the event loop
     try:
-        session_id, position = engine.submit(body, client=client_of(request))
+        session_id, position = engine.submit(prepared, client=client_of(request))
     except InvalidRequest as error:
-        detail = [{"type": "value_error", "loc": ["body", field], "msg": msg} for field, msg in error.problems]
-        raise HTTPException(422, detail=detail) from None
+        raise HTTPException(422, detail=field_errors(error.problems)) from None
     except QueueFull as error:
         raise HTTPException(429, detail=str(error), headers={"Retry-After": "5"}) from None
     return GenerateResponse(session_id=session_id, position=position)
+
+
+@router.post(UPLOADS_ROUTE, response_model=UploadResponse, tags=["inputs"],
+             responses={413: {"model": ErrorBody}})
+async def upload(engine: EngineDep, file: Annotated[UploadFile, File(description="A PNG, JPEG or WebP image.")]) -> UploadResponse:
+    """Keep an input image; its `name` goes into `init_image` or `mask_image` of POST /api/generate.
+
+    413 over uploads.max_bytes; 422 (field `file`) when it is not a PNG, JPEG or WebP image, or larger than
+    uploads.max_side pixels on a side. The same picture uploaded twice gets the same name."""
+    data = await file.read(engine.settings.uploads.max_bytes + 1)
+    try:
+        return await asyncio.to_thread(engine.upload, data)
+    except InputTooLarge as error:
+        raise HTTPException(413, detail=f"file: {error}") from None
+    except InputProblem as error:
+        raise HTTPException(422, detail=field_errors([("file", f"file: {error}")])) from None
+
+
+@router.get(UPLOADS_ROUTE + "/{name}", responses={404: {"model": ErrorBody}}, tags=["inputs"])
+async def uploaded(name: str, engine: EngineDep) -> FileResponse:
+    """A stored input image: an upload, or an input a job was sent with (as its view and metadata name it)."""
+    path = engine.upload_file(name)
+    if path is None:
+        raise HTTPException(404, detail=f"no input image named {name!r}")
+    return FileResponse(path, media_type="image/png")
+
+
+@router.get("/api/loras", response_model=LoraList, tags=["inputs"])
+async def loras(engine: EngineDep) -> LoraList:
+    """The LoRA files in model.lora_dir, with their hashes and whether each fits the loaded model."""
+    return await asyncio.to_thread(engine.lora_list)
 
 
 @router.get("/api/jobs/{session_id}", response_model=JobView, responses=ERRORS, tags=["jobs"])
@@ -144,7 +189,6 @@ async def switch_model(body: ModelSwitchRequest, engine: EngineDep) -> ModelSwit
     try:
         return engine.switch_model(body.model)
     except ModelUnavailable as error:
-        detail = [{"type": "value_error", "loc": ["body", "model"], "msg": str(error)}]
-        raise HTTPException(422, detail=detail) from None
+        raise HTTPException(422, detail=field_errors([("model", str(error))])) from None
     except ModelBusy as error:
         raise HTTPException(409, detail=str(error)) from None
