@@ -23,6 +23,8 @@ from .a1111_models import (
     Empty,
     EmbeddingsResponse,
     ImageResponse,
+    Img2ImgRequest,
+    LoraItem,
     OptionsUpdate,
     PNGInfoRequest,
     PNGInfoResponse,
@@ -33,7 +35,7 @@ from .a1111_models import (
     SDModelItem,
     Txt2ImgRequest,
 )
-from .a1111_params import A1111_FIELDS, A1111Problems, generate_requests, generation_info
+from .a1111_params import A1111_FIELDS, A1111Problems, generate_requests, generation_info, inverted_mask
 from .a1111_runs import A1111Runs
 from .api import client_of
 from .followed_jobs import image_files
@@ -84,9 +86,24 @@ def _files_and_infotexts(paths: list[Path], with_images: bool) -> tuple[list[str
 async def txt2img(body: Txt2ImgRequest, a1111: A1111Dep, request: Request) -> ImageResponse | JSONResponse:
     """Generate and answer when done (like A1111). Each iteration is a job of ours, live in the studio and
     on /ws meanwhile; an interrupt answers with the images finished so far."""
+    return await generate(body, a1111, client_of(request))
+
+
+@router.post("/img2img", response_model=ImageResponse)
+async def img2img(body: Img2ImgRequest, a1111: A1111Dep, request: Request) -> ImageResponse | JSONResponse:
+    """Rework `init_images[0]` (image-to-image), or repaint the white part of `mask` (inpainting); answer
+    when done, like txt2img."""
+    return await generate(body, a1111, client_of(request))
+
+
+async def generate(body: Txt2ImgRequest, a1111: A1111Dep, client: str) -> ImageResponse | JSONResponse:
+    engine = a1111.engine
     try:
-        requests = generate_requests(body, a1111.engine)
-        run = a1111.runs.start(client_of(request), requests)
+        if isinstance(body, Img2ImgRequest):
+            body = await asyncio.to_thread(inverted_mask, body)
+        requests = generate_requests(body, engine)
+        prepared = [await asyncio.to_thread(engine.prepare, item) for item in requests]  # decodes inputs
+        run = a1111.runs.start(client, requests, prepared)
     except A1111Problems as error:
         raise unprocessable(error.problems) from None
     except InvalidRequest as error:
@@ -104,9 +121,12 @@ async def txt2img(body: Txt2ImgRequest, a1111: A1111Dep, request: Request) -> Im
     paths = [path for _, outcome in completed for path in image_files(outcome)]
     images, infotexts = await asyncio.to_thread(_files_and_infotexts, paths, body.send_images)
     info = generation_info(
-        body, requests, completed, infotexts, a1111.engine, [job.session_id for job in run.jobs], run.timestamp
+        body, requests, completed, infotexts, engine, [job.session_id for job in run.jobs], run.timestamp
     )
-    return ImageResponse(images=images, parameters=body.model_dump(), info=info.model_dump_json())
+    parameters = body.model_dump()
+    if isinstance(body, Img2ImgRequest) and not body.include_init_images:
+        parameters |= {"init_images": None, "mask": None}  # as A1111 does: not the whole input back
+    return ImageResponse(images=images, parameters=parameters, info=info.model_dump_json())
 
 
 @router.get("/progress", response_model=ProgressResponse)
@@ -185,13 +205,24 @@ def _nothing() -> list[dict[str, Any]]:
 
 
 for _path in (
-    "/upscalers", "/latent-upscale-modes", "/sd-vae", "/sd-modules", "/loras", "/hypernetworks",
+    "/upscalers", "/latent-upscale-modes", "/sd-vae", "/sd-modules", "/hypernetworks",
     "/face-restorers", "/realesrgan-models", "/prompt-styles", "/script-info", "/extensions",
 ):
     router.add_api_route(
         _path, _nothing, methods=["GET"], response_model=list[dict[str, Any]],
         summary=f"{_path[1:]}: none here (an empty list)",
     )
+
+
+@router.get("/loras", response_model=list[LoraItem])
+async def loras(a1111: A1111Dep) -> list[LoraItem]:
+    """The LoRA files in model.lora_dir (use them as `<lora:name:weight>` in the prompt)."""
+    listing = await asyncio.to_thread(a1111.engine.lora_list)
+    return [
+        LoraItem(name=item.name, alias=item.name, path=str(Path(listing.lora_dir) / f"{item.name}.safetensors"),
+                 metadata={"hash": item.hash, "families": item.families, "fits": item.fits})
+        for item in listing.items
+    ]
 
 
 @router.get("/embeddings", response_model=EmbeddingsResponse)

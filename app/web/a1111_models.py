@@ -41,6 +41,22 @@ class Txt2ImgRequest(_Lenient):
     alwayson_scripts: dict[str, Any] = Field(default_factory=dict)
 
 
+class Img2ImgRequest(Txt2ImgRequest):
+    """`POST /sdapi/v1/img2img`: image-to-image from `init_images[0]`, inpainting with `mask` (white =
+    repaint). Omitted `width`/`height`: the input's aspect ratio at the model's native area."""
+
+    init_images: list[str] | None = Field(
+        None, description="Base64 images (a `data:` prefix is fine); the first is used."
+    )
+    denoising_strength: float | None = Field(0.75, description="How much to change the image, 0 to 1.")
+    mask: str | None = Field(None, description="Base64 mask: white = repaint, black = keep.")
+    mask_blur: int = 4
+    inpainting_mask_invert: int = Field(0, description="1: black = repaint.")
+    inpainting_fill: int = Field(1, description="Accepted and ignored (the masked part starts from the image).")
+    resize_mode: int = Field(0, description="Accepted and ignored (the input is resized to width × height).")
+    include_init_images: bool = Field(False, description="Echo `init_images` and `mask` in `parameters`.")
+
+
 class ImageResponse(BaseModel):
     """Answer of txt2img: the images as base64 PNG (no `data:` prefix), the request, and `info` as a JSON string."""
 
@@ -68,6 +84,7 @@ class GenerationInfo(BaseModel):
     job_timestamp: str
     index_of_first_image: int = 0
     styles: list[str] = Field(default_factory=list)
+    denoising_strength: float | None = Field(None, description="img2img only.")
     infotexts: list[str]
     session_ids: list[str] = Field(description="AI Artist's jobs, one per iteration (GET /api/jobs/{id}).")
 
@@ -129,6 +146,13 @@ class SDModelItem(BaseModel):
     sha256: str | None = None
     filename: str
     config: str | None = None
+
+
+class LoraItem(BaseModel):
+    name: str
+    alias: str
+    path: str
+    metadata: dict[str, Any] = Field(default_factory=dict)
 
 
 class EmbeddingsResponse(BaseModel):

@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass, field
 
 from ..engine import Engine, InvalidRequest, JobAlreadyFinished, JobNotFound, QueueFull
+from ..engine.requests import PreparedRequest
 from ..protocol import GenerateRequest, JobView, SessionEvent
 from .a1111_models import ProgressResponse, ProgressState
 from .followed_jobs import FollowedJob
@@ -134,11 +135,14 @@ class A1111Runs:
         self.engine = engine
         self._runs: list[A1111Run] = []
 
-    def start(self, client: str, requests: list[GenerateRequest]) -> A1111Run:
-        """Queue every iteration, or none (InvalidRequest, QueueFull: the ones already queued are cancelled)."""
+    def start(
+        self, client: str, requests: list[GenerateRequest], prepared: list[PreparedRequest] | None = None
+    ) -> A1111Run:
+        """Queue every iteration (`prepared`: the same requests with their input images already stored), or
+        none (InvalidRequest, QueueFull: the ones already queued are cancelled)."""
         jobs: list[FollowedJob] = []
         try:
-            for request in requests:
+            for request in prepared or requests:
                 session_id, _ = self.engine.submit(request, client=client)
                 jobs.append(FollowedJob(self.engine, session_id))
         except (InvalidRequest, QueueFull):

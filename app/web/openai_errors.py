@@ -40,8 +40,12 @@ class OpenAIError(Exception):
 
 
 def validation_error(error: RequestValidationError) -> OpenAIError:
-    """The first bad parameter, named as OpenAI does."""
-    first = error.errors()[0]
+    return validation_error_of(list(error.errors()))
+
+
+def validation_error_of(errors: list) -> OpenAIError:
+    """The first bad parameter of pydantic's `errors()`, named as OpenAI does."""
+    first = errors[0]
     location = [str(part) for part in first.get("loc", ()) if part != "body"]
     param = location[0] if location else None
     if first.get("type") == "missing" and param:

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Request
 from pydantic import ValidationError
 
 from ..engine import Engine, InvalidRequest, QueueFull
+from ..engine.requests import PreparedRequest
 from ..engine.views import image_url
 from ..pipeline.values import SizeLimits, display_name
 from ..protocol import (
@@ -36,7 +37,10 @@ from .openai_models import (
 
 router = APIRouter(prefix="/v1", tags=["OpenAI-compatible"], route_class=OpenAIRoute)
 ERRORS = {status: {"model": ErrorResponse} for status in (400, 404, 409, 429, 500)}
-OPENAI_FIELDS = {"prompt": "prompt", "num_images": "n", "width": "size", "height": "size"}
+OPENAI_FIELDS = {
+    "prompt": "prompt", "num_images": "n", "width": "size", "height": "size",
+    "init_image": "image", "mask_image": "mask",
+}
 OPENAI_MODEL_NAMES = frozenset({"dall-e-2", "dall-e-3", "gpt-image-1", "gpt-image-1-mini", "gpt-image-1.5"})
 """Names OpenAI clients send by default; they mean the loaded model here."""
 _SIZE = re.compile(r"^\s*(\d+)\s*x\s*(\d+)\s*$")
@@ -85,18 +89,19 @@ def check_model(model: str | None, engine: Engine) -> None:
                           code="model_not_loaded")
 
 
-def generate_request(body: ImageGenerationRequest, engine: Engine) -> GenerateRequest:
+def generate_request(body: ImageGenerationRequest, engine: Engine, **inputs: object) -> GenerateRequest:
+    """Our request for an OpenAI one; `inputs` are the image fields of an edit (init_image, mask_image, ...)."""
     check_model(body.model, engine)
     width, height = parse_size(body.size, engine)
     try:
         count = 1 if body.n is None else body.n
-        return GenerateRequest(prompt=body.prompt, num_images=count, width=width, height=height)
+        return GenerateRequest(prompt=body.prompt, num_images=count, width=width, height=height, **inputs)
     except ValidationError as error:
         field, message = renamed_problems(error, OPENAI_FIELDS)[0]
         raise OpenAIError(400, f"Invalid value for '{field}': {message}.", param=field) from None
 
 
-async def run(engine: Engine, request: GenerateRequest, client: str) -> GenerationComplete:
+async def run(engine: Engine, request: GenerateRequest | PreparedRequest, client: str) -> GenerationComplete:
     """Queue the job and wait for it on the bus; OpenAIError when it cannot be queued or does not complete."""
     try:
         session_id, _ = engine.submit(request, client=client)
@@ -119,6 +124,11 @@ async def run(engine: Engine, request: GenerateRequest, client: str) -> Generati
 async def generations(body: ImageGenerationRequest, engine: EngineDep, request: Request) -> ImagesResponse:
     """Generate `n` images and answer when done: `url`s served by this server, or `b64_json` PNGs."""
     outcome = await run(engine, generate_request(body, engine), client_of(request))
+    return await answer(body, outcome, request)
+
+
+async def answer(body: ImageGenerationRequest, outcome: GenerationComplete, request: Request) -> ImagesResponse:
+    """The images of a completed job as OpenAI answers: URLs served here, or the PNGs in base64."""
     paths = image_files(outcome)
     if body.response_format == "b64_json":
         data = [ImageData(b64_json=encoded, revised_prompt=body.prompt) for encoded in await read_base64(paths)]

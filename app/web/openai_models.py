@@ -24,6 +24,10 @@ class ImageGenerationRequest(BaseModel):
     stream: Literal[False] | None = Field(None, description="Streaming is not supported.")
 
 
+class ImageEditRequest(ImageGenerationRequest):
+    """The form fields of `POST /v1/images/edits` (multipart, beside the `image` and `mask` files)."""
+
+
 class ImageData(BaseModel):
     b64_json: str | None = None
     url: str | None = None
