@@ -20,8 +20,8 @@ from ..pipeline.png import PARAMETERS_KEY, parse_a1111_parameters
 from ..protocol import GenerationComplete, GenerationError
 from .a1111_catalog import checkpoints, current_checkpoint, find_checkpoint, samplers, schedulers
 from .a1111_models import (
-    Empty,
     EmbeddingsResponse,
+    Empty,
     ImageResponse,
     Img2ImgRequest,
     LoraItem,

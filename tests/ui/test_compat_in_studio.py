@@ -36,7 +36,7 @@ def watch_job_from_outside(page: Page, prompt: str, call: InThread) -> None:
 
 
 def test_an_a1111_job_and_an_openai_job_show_in_the_studio_with_their_progress(
-    server: ServerProcess, open_page: Callable[..., Page], artifacts: Path
+    server: ServerProcess, open_page: Callable[..., Page], artifacts: Path  # noqa: F811 (the imported fixture)
 ) -> None:
     page = open_page(server.base_url + "/")
     wait_until_ready(page)
