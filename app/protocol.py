@@ -13,6 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationInfo, 
 JobStatus = Literal["queued", "running", "completed", "failed", "cancelled"]
 TERMINAL_STATUSES: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
 ModelState = Literal["loading", "ready", "error"]
+SIZE_MULTIPLE = 8
+"""Widths and heights are multiples of this (a model may need a larger multiple: its SizeLimits)."""
 GenerationMode = Literal["txt2img", "img2img", "inpaint"]
 MAX_INPUT_TEXT = 40_000_000  # a data: URL or base64 string of an input image (its bytes are checked again)
 
@@ -98,8 +100,8 @@ class GenerateRequest(_Strict):
     @field_validator("width", "height")
     @classmethod
     def _multiple_of_eight(cls, value: int | None) -> int | None:
-        if value is not None and (value <= 0 or value % 8):
-            raise ValueError("must be a positive multiple of 8")
+        if value is not None and (value <= 0 or value % SIZE_MULTIPLE):
+            raise ValueError(f"must be a positive multiple of {SIZE_MULTIPLE}")
         return value
 
 

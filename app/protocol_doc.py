@@ -70,6 +70,9 @@ def render() -> str:
         "one with each message of that session (also across server restarts), so a client can resume with",
         "`subscribe {session_id, after_seq}` after a disconnect and miss nothing.",
         "",
+        "The AUTOMATIC1111-compatible (`/sdapi/v1/*`) and OpenAI-compatible (`/v1/images/*`, `/v1/models`) routes",
+        "speak those APIs' own formats: see [compatibility.md](compatibility.md).",
+        "",
         "## REST",
         "",
     ]

@@ -17,7 +17,7 @@ import time
 import traceback
 from pathlib import Path
 
-from . import capacity, img2img, latency, lora_switch, overhead, queue_gap, slow_client, startup, studio
+from . import capacity, compat, img2img, latency, lora_switch, overhead, queue_gap, slow_client, startup, studio
 from .common import (
     PROJECT_ROOT,
     WORK_ROOT,
@@ -30,7 +30,9 @@ from .common import (
     raise_open_files,
 )
 
-BENCHES = ["startup", "overhead", "img2img", "lora_switch", "latency", "queue_gap", "slow_client", "capacity", "studio"]
+BENCHES = [
+    "startup", "overhead", "img2img", "lora_switch", "latency", "queue_gap", "slow_client", "compat", "capacity", "studio"
+]
 FINDINGS = (Path(__file__).parent / "FINDINGS.md").read_text()  # appended to a full run's table
 
 
@@ -107,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
                         server = Server(ctx.model, work / "server", hooked=True).start()
                         server.wait_until(lambda h: h["model"]["state"] == "ready")
                     module = {"overhead": overhead, "img2img": img2img, "latency": latency, "queue_gap": queue_gap,
-                              "slow_client": slow_client, "capacity": capacity}[name]
+                              "slow_client": slow_client, "compat": compat, "capacity": capacity}[name]
                     rows += module.run(ctx, server)
             except Exception as error:  # keep the others; the table shows what failed
                 failed = True

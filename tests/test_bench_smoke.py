@@ -14,8 +14,8 @@ from tests.server_process import PROJECT_ROOT
 
 pytestmark = [pytest.mark.bench, pytest.mark.browser, pytest.mark.slow]
 
-BENCHES = ("start-up", "overhead", "img2img", "lora switch", "progress latency", "queue", "slow client", "capacity",
-           "studio")
+BENCHES = ("start-up", "overhead", "img2img", "lora switch", "progress latency", "queue", "slow client", "compat",
+           "capacity", "studio")
 NUMBER = re.compile(r"^-?\d+(\.\d+)?( / -?\d+(\.\d+)?)?$")
 
 

@@ -49,7 +49,7 @@ async def test_family_generates_with_progress_previews_metadata_and_cancels(fami
         with Image.open(path) as image:
             assert image.size == (TINY_IMAGE_SIZE, TINY_IMAGE_SIZE)
         parameters, stored = read_png_metadata(path)
-        assert "Sampler: euler" in parameters and stored.model == metadata["model"]
+        assert "Sampler: Euler," in parameters and stored.model == metadata["model"]
 
         long_job = await submit(http, num_inference_steps=150, **size)
         await ws.subscribe(long_job)

@@ -58,7 +58,7 @@ def test_diffusion_samplers_keep_the_models_schedule(name: str, prediction_type:
 
     scheduler = make_scheduler(name, base)
 
-    assert type(scheduler) is DIFFUSION_CLASSES[name]
+    assert type(scheduler) is DIFFUSION_CLASSES[name] or type(scheduler).__bases__ == (DIFFUSION_CLASSES[name],)
     assert scheduler.config.prediction_type == prediction_type
     assert scheduler.config.beta_schedule == "scaled_linear"
     assert scheduler.config.beta_end == pytest.approx(0.012)
@@ -75,6 +75,24 @@ def test_model_karras_setting_does_not_leak_into_plain_samplers() -> None:
     assert make_scheduler("euler", karras_base).config.use_karras_sigmas is False
     assert make_scheduler("dpmpp_2m", karras_base).config.use_karras_sigmas is False
     assert make_scheduler("default", karras_base).config.use_karras_sigmas is True
+
+
+def test_dpmpp_2m_karras_runs_every_step_on_a_cosine_schedule() -> None:
+    """The embedded model's schedule (cosine betas, v-prediction): Karras sigmas put its first steps on one
+    timestep, and diffusers used to start at the second of them and fail with an IndexError."""
+    import torch
+
+    cosine = DPMSolverMultistepScheduler(
+        beta_schedule="squaredcos_cap_v2", prediction_type="v_prediction", steps_offset=1
+    )
+    for steps in (6, 20, 30):
+        scheduler = make_scheduler("dpmpp_2m_karras", cosine)
+        scheduler.set_timesteps(steps)
+        assert len(set(scheduler.timesteps.tolist())) < steps  # the duplicated timesteps are there
+        sample = torch.ones(1, 4, 8, 8)
+        for timestep in scheduler.timesteps:
+            sample = scheduler.step(torch.zeros_like(sample), timestep, sample).prev_sample
+        assert scheduler.step_index == steps and torch.isfinite(sample).all()
 
 
 def test_each_call_returns_a_fresh_scheduler() -> None:

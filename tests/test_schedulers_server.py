@@ -28,7 +28,7 @@ async def test_same_seed_and_scheduler_give_equal_pixels_and_another_scheduler_c
     assert first["metadata"]["scheduler"] == again["metadata"]["scheduler"] == "euler_a"
     assert other["metadata"]["scheduler"] == "ddim" and default["metadata"]["scheduler"] == "default"
     parameters, stored = read_png_metadata(other["image_paths"][0])
-    assert "Sampler: ddim" in parameters and stored.scheduler == "ddim"
+    assert "Sampler: DDIM" in parameters and stored.scheduler == "ddim"  # A1111's name in its format
 
 
 async def test_every_scheduler_name_runs_on_an_sd_model(server):

@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from ..pipeline.values import image_seed
 from ..protocol import GenerateRequest, GenerationMetadata, JobStatus
 from .migrations import migrate
 
@@ -203,10 +204,11 @@ class Store:
             self._db.execute("BEGIN")
             try:
                 for index, name in enumerate(names):
+                    own_seed = metadata.model_copy(update={"seed": image_seed(metadata.seed, index)})
                     self._db.execute(
                         "INSERT OR REPLACE INTO gallery (name, session_id, idx, created_at, metadata)"
                         " VALUES (?, ?, ?, ?, ?)",
-                        (name, session_id, index, created, metadata.model_dump_json()),
+                        (name, session_id, index, created, own_seed.model_dump_json()),
                     )
                 self._db.execute("COMMIT")
             except BaseException:

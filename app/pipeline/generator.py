@@ -42,6 +42,7 @@ from .values import (
     denoising_steps,
     display_name,
     family_of_folder,
+    image_seed,
     inspect_size_limits,
     random_seed,
     size_limits_for,
@@ -233,7 +234,9 @@ class ArtworkGenerator:
         if on_step is None and session_id is not None:
             on_step = self._session_progress(session_id)
         generator_device = "cpu" if self.device == "mps" else self.device
-        generators = [torch.Generator(generator_device).manual_seed(base_seed + i) for i in range(num_images)]
+        generators = [
+            torch.Generator(generator_device).manual_seed(image_seed(base_seed, i)) for i in range(num_images)
+        ]
 
         last_reported = 0
 

@@ -1,21 +1,27 @@
 """PNG files that carry their own generation parameters.
 
 Two text chunks: `parameters` in the AUTOMATIC1111 format (read by A1111, Civitai, InvokeAI and most
-image viewers with SD support) and `ai_artist` with the full metadata as JSON.
+image viewers with SD support) and `ai_artist` with the full metadata as JSON. `parse_a1111_parameters`
+reads that format back, from our PNGs and from A1111's.
 """
 from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 from PIL import Image, PngImagePlugin
 
 from ..protocol import GenerationMetadata
 from .lora_files import prompt_tags
+from .values import a1111_sampler_name
 
 PARAMETERS_KEY = "parameters"
 JSON_KEY = "ai_artist"
+NEGATIVE_PREFIX = "Negative prompt:"
+_SETTING_KEY = re.compile(r"\s*([A-Za-z][\w \-/]*):\s*")
+_SIZE = re.compile(r"^(\d+)x(\d+)$")
 
 
 def a1111_parameters(metadata: GenerationMetadata) -> str:
@@ -25,10 +31,10 @@ def a1111_parameters(metadata: GenerationMetadata) -> str:
     tags = prompt_tags([(lora.name, lora.weight) for lora in metadata.loras])
     lines = [f"{metadata.prompt} {tags}" if tags else metadata.prompt]
     if metadata.negative_prompt:
-        lines.append(f"Negative prompt: {metadata.negative_prompt}")
+        lines.append(f"{NEGATIVE_PREFIX} {metadata.negative_prompt}")
     settings = [
         f"Steps: {metadata.num_inference_steps}",
-        f"Sampler: {metadata.scheduler or 'default'}",
+        f"Sampler: {a1111_sampler_name(metadata.scheduler)}",
         f"CFG scale: {metadata.guidance_scale:g}",
         f"Seed: {metadata.seed}",
         f"Size: {metadata.width}x{metadata.height}",
@@ -47,6 +53,60 @@ def a1111_parameters(metadata: GenerationMetadata) -> str:
         settings.append(f"Mask image: {metadata.mask_image}")
     lines.append(", ".join(settings))
     return "\n".join(lines)
+
+
+def _settings(line: str) -> list[tuple[str, str]]:
+    """The `Key: value, Key: "quoted, value"` pairs of a settings line, in order ([] when it is not one)."""
+    pairs: list[tuple[str, str]] = []
+    position = 0
+    while position < len(line):
+        key = _SETTING_KEY.match(line, position)
+        if key is None:
+            return []
+        position = key.end()
+        if line.startswith('"', position):
+            decoder = json.JSONDecoder()
+            try:
+                value, position = decoder.raw_decode(line, position)
+            except ValueError:
+                return []
+            value = str(value)
+        else:
+            end = line.find(",", position)
+            end = len(line) if end < 0 else end
+            value, position = line[position:end].strip(), end
+        pairs.append((key.group(1).strip(), value))
+        while position < len(line) and line[position] in ", ":
+            position += 1
+    return pairs
+
+
+def parse_a1111_parameters(text: str) -> dict[str, str]:
+    """The fields of an A1111 `parameters` text: "Prompt", "Negative prompt", then each setting as written
+    ("Steps", "Sampler", "CFG scale", "Seed", ...), a `WxH` value split into "<Key>-1" and "<Key>-2"."""
+    lines = text.strip().split("\n")
+    settings = _settings(lines[-1]) if lines else []
+    if len(settings) >= 3:
+        lines = lines[:-1]
+    else:
+        settings = []
+    prompt: list[str] = []
+    negative: list[str] = []
+    for line in lines:
+        if not negative and line.startswith(NEGATIVE_PREFIX):
+            negative.append(line[len(NEGATIVE_PREFIX):].strip())
+        elif negative:
+            negative.append(line)
+        else:
+            prompt.append(line)
+    fields = {"Prompt": "\n".join(prompt).strip(), "Negative prompt": "\n".join(negative).strip()}
+    for key, value in settings:
+        size = _SIZE.match(value)
+        if size is not None:
+            fields[f"{key}-1"], fields[f"{key}-2"] = size.group(1), size.group(2)
+        else:
+            fields[key] = value
+    return fields
 
 
 def save_png(image: Image.Image, path: Path, metadata: GenerationMetadata) -> Path:

@@ -48,7 +48,7 @@ from .messages import (
 from .png import save_png
 from .preview_renderer import PreviewRenderer
 from .sources import ModelUnavailable
-from .values import mode_of
+from .values import image_seed, mode_of
 
 log = logging.getLogger(__name__)
 
@@ -193,8 +193,9 @@ def run_job(generator: ArtworkGenerator, job: JobSpec, channel: Channel) -> JobO
         )
         stamp = metadata.created_at.strftime("%Y%m%d-%H%M%S")
         names = tuple(f"{stamp}-{job.session_id[:8]}-{index}.png" for index in range(len(images)))
-        for name, image in zip(names, images):
-            save_png(image, Path(job.images_dir) / name, metadata)
+        for index, (name, image) in enumerate(zip(names, images)):
+            own_seed = metadata.model_copy(update={"seed": image_seed(job.seed, index)})
+            save_png(image, Path(job.images_dir) / name, own_seed)
     except GenerationCancelledError:
         return JobCancelled(job.session_id, entered, time.perf_counter())
     except Exception as error:  # the model's failure is the job's failure, not the process's

@@ -14,6 +14,7 @@ sigmas).  Asking such a model for "ddim" raises `UnsupportedSchedulerError`.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -78,6 +79,25 @@ def _default_scheduler(config: dict[str, Any]) -> SchedulerMixin:
     return scheduler_class.from_config(config)
 
 
+@functools.cache
+def _karras_dpm_solver() -> type[SchedulerMixin]:
+    """DPM++ 2M with Karras sigmas that always starts at the first of its timesteps.
+
+    On a schedule with a very large sigma_max (cosine betas, as the embedded model's), Karras sigmas map
+    several of the first sigmas to the same timestep; diffusers then finds the second of those as the
+    starting step and steps past the end of its sigmas (IndexError). Text-to-image starts at the first;
+    image-to-image pipelines set their own begin index after `set_timesteps`, which still wins.
+    """
+    import diffusers
+
+    class KarrasDPMSolverMultistepScheduler(diffusers.DPMSolverMultistepScheduler):
+        def set_timesteps(self, *args: Any, **kwargs: Any) -> None:
+            super().set_timesteps(*args, **kwargs)
+            self.set_begin_index(0)
+
+    return KarrasDPMSolverMultistepScheduler
+
+
 def _diffusion_scheduler(name: str, config: dict[str, Any]) -> SchedulerMixin:
     import diffusers
 
@@ -88,7 +108,8 @@ def _diffusion_scheduler(name: str, config: dict[str, Any]) -> SchedulerMixin:
     if name == "euler_a":
         return diffusers.EulerAncestralDiscreteScheduler.from_config(config)
     if name in ("dpmpp_2m", "dpmpp_2m_karras"):
-        return diffusers.DPMSolverMultistepScheduler.from_config(
+        solver = _karras_dpm_solver() if name == "dpmpp_2m_karras" else diffusers.DPMSolverMultistepScheduler
+        return solver.from_config(
             config,
             algorithm_type="dpmsolver++",
             solver_order=2,

@@ -24,6 +24,32 @@ MODES: tuple[str, ...] = ("txt2img", "img2img", "inpaint")
 DEFAULT_SCHEDULER = "default"
 SCHEDULER_NAMES: tuple[str, ...] = (DEFAULT_SCHEDULER, "euler", "euler_a", "dpmpp_2m", "dpmpp_2m_karras", "ddim", "unipc")
 FLOW_MATCHING_SCHEDULER_NAMES: tuple[str, ...] = (DEFAULT_SCHEDULER, "euler", "dpmpp_2m", "unipc")
+A1111_SAMPLER_NAMES: dict[str, str] = {
+    DEFAULT_SCHEDULER: "Default",
+    "euler": "Euler",
+    "euler_a": "Euler a",
+    "dpmpp_2m": "DPM++ 2M",
+    "dpmpp_2m_karras": "DPM++ 2M Karras",
+    "ddim": "DDIM",
+    "unipc": "UniPC",
+}
+"""Our sampler names -> AUTOMATIC1111's (PNG `parameters` text, the A1111-compatible API). "Default" is the
+model's own scheduler, which A1111 has no name for."""
+
+
+def a1111_sampler_name(scheduler: str | None) -> str:
+    """AUTOMATIC1111's name of one of our samplers (None: the model's own, "Default")."""
+    name = scheduler or DEFAULT_SCHEDULER
+    return A1111_SAMPLER_NAMES.get(name, name)
+
+
+def sampler_from_a1111(name: str) -> str | None:
+    """Our sampler name for an A1111 sampler name or one of ours (any case); None when unknown."""
+    wanted = name.strip().lower()
+    for ours, theirs in A1111_SAMPLER_NAMES.items():
+        if wanted in (ours, theirs.lower()):
+            return ours
+    return None
 
 
 def family_of_class_name(class_name: str) -> str | None:
@@ -70,6 +96,11 @@ def display_name(model_id: str) -> str:
 
 def random_seed() -> int:
     return random.SystemRandom().randrange(0, 2**32)
+
+
+def image_seed(base_seed: int, index: int) -> int:
+    """The seed of image `index` of a batch: each image can be reproduced alone with it (A1111 does the same)."""
+    return base_seed + index
 
 
 @dataclass(frozen=True)

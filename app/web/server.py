@@ -13,7 +13,7 @@ from ..engine import Engine
 from ..engine.events import bus
 from ..pipeline.progress_sink import set_session_progress_sink
 from ..protocol import GenerationProgress, progress_text
-from . import api, websocket
+from . import a1111, api, openai_edits, openai_images, websocket
 from .console import announce_launch, announce_model_changes, configure_logging
 from .idle_gc import IdleCollector, exempt_startup_objects
 
@@ -71,6 +71,10 @@ def build(settings: Settings) -> Engine:
     set_session_progress_sink(publish_library_progress)
     web_app.include_router(api.router)
     web_app.include_router(websocket.router)
+    web_app.state.a1111 = a1111.A1111Api(engine)
+    web_app.include_router(a1111.router)
+    web_app.include_router(openai_images.router)
+    web_app.include_router(openai_edits.router)
     web_app.on_startup(serve_websockets_with_sansio)
     web_app.on_startup(engine.start)
     web_app.on_startup(collect_garbage_while_idle(engine))
