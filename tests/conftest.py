@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import pytest
 
-pytest_plugins = ["tests.fixtures.servers", "tests.fixtures.families", "tests.fixtures.family_servers"]
+pytest_plugins = [
+    "tests.fixtures.servers", "tests.fixtures.families", "tests.fixtures.family_servers", "tests.fixtures.browser",
+]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

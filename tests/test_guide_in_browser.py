@@ -9,8 +9,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import ConsoleMessage, sync_playwright
+from playwright.sync_api import Browser, ConsoleMessage, Page
 
+from tests.fixtures.browser import JOB_TIMEOUT_MS
 from tests.server_process import port_is_free
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -53,10 +54,6 @@ ws.send(JSON.stringify({
 }));
 """
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--no-first-run",
-                 "--disable-gpu"]
-
-
 @pytest.fixture
 def guide_server(start_server):
     port = 8000 if port_is_free(8000) else None
@@ -68,13 +65,11 @@ def as_written(snippet: str, port: int) -> str:
 
 
 @pytest.fixture
-def page() -> Iterator:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        page = browser.new_page()
-        page.set_default_timeout(90_000)  # a busy two-core machine: wait on states, generously
-        yield page
-        browser.close()
+def page(browser: Browser) -> Iterator[Page]:
+    page = browser.new_page()
+    page.set_default_timeout(JOB_TIMEOUT_MS)
+    yield page
+    page.close()
 
 
 def test_guide_snippets_work_unchanged(guide_server, page):

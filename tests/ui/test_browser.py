@@ -8,98 +8,22 @@ from __future__ import annotations
 import os
 import re
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
+from tests.fixtures.browser import JOB_TIMEOUT_MS
 from tests.server_process import PROJECT_ROOT, ServerProcess, free_port
+from tests.ui.studio_page import generate_with_ctrl_enter, job_card, track_progress_values, wait_until_ready
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--no-first-run", "--disable-gpu"]
-JOB_TIMEOUT_MS = 90_000
-expect.set_options(timeout=30_000)  # a busy two-core machine renders slowly: wait on states, generously
 DOCS_SCREENSHOT = PROJECT_ROOT / "docs" / "images" / "studio.png"
 # While a server is down on purpose, the browser reports the refused connections; nothing else is allowed.
 OUTAGE_NOISE = re.compile(r"ERR_CONNECTION_REFUSED|WebSocket connection to .* failed|Failed to load resource")
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
-
-
-class Console:
-    """Every console error and uncaught exception of the pages a test opens."""
-
-    def __init__(self) -> None:
-        self.errors: list[str] = []
-
-    def watch(self, page: Page) -> Page:
-        page.on("console", self._on_console)
-        page.on("pageerror", lambda error: self.errors.append(f"uncaught: {error}"))
-        return page
-
-    def _on_console(self, message: ConsoleMessage) -> None:
-        if message.type == "error":
-            self.errors.append(f"{message.text} ({message.location.get('url', '')})")
-
-
-@pytest.fixture
-def open_page(browser: Browser) -> Iterator[Callable[..., Page]]:
-    """Factory of pages (tabs) on their own context; at the end no page may have logged a console error."""
-    console = Console()
-    contexts = []
-    allowed: list[re.Pattern[str]] = []
-
-    def open_page(url: str, *, width: int = 1280, height: int = 900, allow: re.Pattern[str] | None = None) -> Page:
-        if allow is not None:
-            allowed.append(allow)
-        context = browser.new_context(viewport={"width": width, "height": height})
-        context.set_default_timeout(JOB_TIMEOUT_MS)
-        contexts.append(context)
-        page = console.watch(context.new_page())
-        page.goto(url)
-        return page
-
-    yield open_page
-    for context in contexts:
-        context.close()
-    errors = [error for error in console.errors if not any(pattern.search(error) for pattern in allowed)]
-    assert not errors, "console errors:\n" + "\n".join(errors)
-
-
-def wait_until_ready(page: Page) -> None:
-    expect(page.locator(".q-chip", has_text="Ready")).to_be_visible(timeout=JOB_TIMEOUT_MS)
-
-
-def generate_with_ctrl_enter(page: Page, prompt: str) -> None:
-    field = page.get_by_label("Prompt", exact=True)
-    field.fill(prompt)
-    field.press("Control+Enter")
-
-
-def track_progress_values(page: Page) -> None:
-    """Record every value any progress bar shows, from the page's side (a MutationObserver)."""
-    page.evaluate(
-        """() => {
-            window.progressSeen = [];
-            new MutationObserver(() => document.querySelectorAll('[role=progressbar]').forEach(bar =>
-                window.progressSeen.push(Number(bar.getAttribute('aria-valuenow')))
-            )).observe(document.body, {subtree: true, attributes: true, attributeFilter: ['aria-valuenow']});
-        }"""
-    )
-
-
-def job_card(page: Page, prompt: str):
-    return page.locator(".job-card", has_text=prompt)
 
 
 def test_generate_on_the_studio_the_bar_reaches_100_percent_and_the_image_appears(

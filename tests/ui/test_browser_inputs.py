@@ -13,16 +13,9 @@ import pytest
 from PIL import Image
 from playwright.sync_api import Page, expect
 
+from tests.fixtures.browser import JOB_TIMEOUT_MS
 from tests.server_process import ServerProcess
-from tests.ui.test_browser import (  # noqa: F401 (fixtures)
-    JOB_TIMEOUT_MS,
-    browser,
-    generate_with_ctrl_enter,
-    job_card,
-    open_page,
-    track_progress_values,
-    wait_until_ready,
-)
+from tests.ui.studio_page import generate_with_ctrl_enter, job_card, track_progress_values, wait_until_ready
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -42,7 +35,7 @@ def paint_left_half(page: Page) -> None:
 
 @pytest.mark.parametrize("viewport", [(1280, 900), (390, 844)], ids=["desktop", "phone"])
 def test_upload_paint_a_mask_generate_and_see_progress_preview_and_result(
-    server: ServerProcess, open_page: Callable[..., Page], artifacts: Path, tmp_path: Path, viewport  # noqa: F811
+    server: ServerProcess, open_page: Callable[..., Page], artifacts: Path, tmp_path: Path, viewport
 ) -> None:
     width, height = viewport
     page = open_page(server.base_url + "/", width=width, height=height)

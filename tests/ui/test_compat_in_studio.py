@@ -10,15 +10,9 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.compat_clients import SMALL, InThread, a1111_client, openai_client
+from tests.fixtures.browser import JOB_TIMEOUT_MS
 from tests.server_process import ServerProcess
-from tests.ui.test_browser import (  # noqa: F401 (fixtures)
-    JOB_TIMEOUT_MS,
-    browser,
-    job_card,
-    open_page,
-    track_progress_values,
-    wait_until_ready,
-)
+from tests.ui.studio_page import job_card, track_progress_values, wait_until_ready
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -36,7 +30,7 @@ def watch_job_from_outside(page: Page, prompt: str, call: InThread) -> None:
 
 
 def test_an_a1111_job_and_an_openai_job_show_in_the_studio_with_their_progress(
-    server: ServerProcess, open_page: Callable[..., Page], artifacts: Path  # noqa: F811 (the imported fixture)
+    server: ServerProcess, open_page: Callable[..., Page], artifacts: Path
 ) -> None:
     page = open_page(server.base_url + "/")
     wait_until_ready(page)
