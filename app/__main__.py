@@ -28,8 +28,9 @@ def main(argv: list[str] | None = None) -> None:
             settings.server.port = args.port
         if args.data_dir is not None:
             settings.storage.data_dir = args.data_dir
-        if args.model is not None:
+        if args.model is not None:  # a relative path is relative to where the command runs
             settings.model.base_model = args.model
+            settings.model.base_model = settings.resolved_model(Path.cwd())
     except (ConfigError, ValueError) as error:
         sys.exit(f"ai-artist: {error}")
     from .web.server import run

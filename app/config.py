@@ -123,7 +123,7 @@ class Settings(_ReadsLikeADict, BaseSettings):
         candidate = Path(self.model.base_model).expanduser()
         if not candidate.is_absolute() and (base_dir / candidate).exists():
             return str((base_dir / candidate).resolve())
-        return str(candidate) if candidate.exists() else self.model.base_model
+        return str(candidate.resolve()) if candidate.exists() else self.model.base_model
 
 
 def _describe(error: dict[str, Any]) -> str:

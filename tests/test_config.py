@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 import subprocess
 import sys
 
@@ -85,3 +86,16 @@ def test_invalid_config_stops_the_launch_with_a_message():
     )
     assert result.returncode != 0
     assert "model.device" in result.stderr and "'gpu'" in result.stderr
+
+
+def test_a_model_path_relative_to_the_working_folder_becomes_absolute(tmp_path, monkeypatch):
+    """`--model models/mine` from another folder names one model, not two (a bug: it was listed twice)."""
+    (tmp_path / "models" / "mine").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    config = load_config()
+    config.model.base_model = "models/mine"
+    assert config.resolved_model(Path.cwd()) == str(tmp_path / "models" / "mine")
+    config.model.base_model = "./models/mine"
+    assert config.resolved_model(Path("/nowhere")) == str(tmp_path / "models" / "mine")
+    config.model.base_model = "some-org/some-model"
+    assert config.resolved_model(Path.cwd()) == "some-org/some-model"
