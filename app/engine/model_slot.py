@@ -1,6 +1,7 @@
-"""The model the engine runs jobs on: its generation process, loading, switching and crash reload.
+"""The model one local worker runs jobs on: its generation process, loading, switching and crash reload.
 
-One model is current at a time. A switch starts loading the new model in a new generation process once
+Each local worker (`workers.local`, `workers.devices`) has its own slot and process; the engine switches
+them all together, so one model is current at a time and every slot has the same epoch. A switch starts loading the new model in a new generation process once
 the job running on the previous one has finished and that process has been closed (so its memory is
 returned first). Every job remembers the epoch of the model it was queued for; a job queued before a
 switch never runs on the new model. If the generation process dies, the model is loaded again in a new
@@ -43,8 +44,12 @@ class ModelSlot:
         data_dir: Path,
         not_running: Callable[[], Awaitable[object]],
         lora_dir: Path | None = None,
+        device: str | None = None,
+        job_epochs: dict[str, int] | None = None,
+        on_settled: Callable[[], None] | None = None,
     ) -> None:
         self.settings = settings
+        self.device = device or settings.device  # workers.devices: this worker's own device
         self.events = events
         self.data_dir = data_dir
         self.lora_dir = lora_dir or data_dir / "loras"
@@ -52,12 +57,17 @@ class ModelSlot:
         self.current = LoadedModel(self._new_pipeline(settings.base_model))
         self._settled = asyncio.Event()
         self._retiring: set[PipelineProcess] = set()  # a switch's previous model, until it is closed
-        self._job_epochs: dict[str, int] = {}  # jobs queued in this process -> model epoch
+        self._job_epochs: dict[str, int] = {} if job_epochs is None else job_epochs  # job -> model epoch (shared)
+        self._on_settled = on_settled  # the queue looks again: this worker may take jobs of its model now
         self._tasks: list[asyncio.Task[None]] = []
 
     @property
     def pipeline(self) -> PipelineProcess:
         return self.current.pipeline
+
+    @property
+    def loading(self) -> bool:
+        return self.current.state == "loading"
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -83,7 +93,7 @@ class ModelSlot:
 
         spec = ModelSpec(
             model_id,
-            device=options.device,
+            device=self.device,
             dtype=options.dtype,
             cpu_threads=options.cpu_threads,
             options=ModelOptions(
@@ -123,6 +133,8 @@ class ModelSlot:
         if loaded is self.current:
             self._settled.set()
             self._announce()
+            if self._on_settled is not None:
+                self._on_settled()
 
     def _announce(self) -> None:
         self.events.publish_model(ModelChanged(model=self.current.pipeline.model_id, state=self.current.state))

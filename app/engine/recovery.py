@@ -18,4 +18,4 @@ def recover_unfinished_jobs(store: Store, queue: JobQueue, journal: JobJournal, 
                 )
                 continue
             store.requeue(record.id)
-        journal.queued(record.id, queue.put(record.id, force=True))
+        journal.queued(record.id, queue.put(record.id, client=record.client, force=True))

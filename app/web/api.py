@@ -34,6 +34,7 @@ from ..protocol import (
     ModelSwitchRequest,
     ModelSwitchResponse,
     UploadResponse,
+    WorkerView,
 )
 
 router = APIRouter()
@@ -157,6 +158,12 @@ async def image(name: str, engine: EngineDep) -> FileResponse:
 @router.get("/api/health", response_model=Health, tags=["health"])
 async def health(engine: EngineDep) -> Health:
     return engine.health()
+
+
+@router.get("/api/workers", response_model=list[WorkerView], tags=["health"])
+async def workers(engine: EngineDep) -> list[WorkerView]:
+    """Every worker: the generation processes of this server, and remote ones joined over Redis."""
+    return engine.workers()
 
 
 @router.get(
