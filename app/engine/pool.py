@@ -92,7 +92,7 @@ class WorkerPool:
     # -- jobs -----------------------------------------------------------------------------------
 
     def is_idle(self) -> bool:
-        return bool(self.workers) and all(worker.idle.is_set() for worker in self.workers)
+        return all(worker.idle.is_set() for worker in self.workers)
 
     async def wait_until_idle(self) -> None:
         for worker in self.workers:

@@ -7,9 +7,11 @@ import asyncio
 import logging
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..config import Settings
 from ..pipeline.values import SizeLimits
+from ..pipeline.values import display_name as model_name
 from ..protocol import (
     TERMINAL_STATUSES,
     GalleryPage,
@@ -25,18 +27,21 @@ from ..protocol import (
     UploadResponse,
     WorkerView,
 )
-from .errors import InvalidRequest, JobAlreadyFinished, JobNotFound
+from .errors import InvalidRequest, JobAlreadyFinished, JobNotFound, QueueUnavailable
 from .events import EventBus
 from .inputs import InputStore
 from .journal import JobJournal
 from .loras import LoraLibrary
-from .pool import WorkerPool
+from .pool import WorkerPool, summary
 from .previews import PreviewStore, StoredPreview
 from .queue import JobQueue
 from .recovery import recover_unfinished_jobs
 from .requests import PreparedRequest, check, prepare
 from .store import JobRecord, Store
 from .views import gallery_item, job_view, stored_events, upload_url
+
+if TYPE_CHECKING:
+    from .remote import RemoteWorkers
 
 log = logging.getLogger(__name__)
 
@@ -61,13 +66,24 @@ class Engine:
             self.loras.folder.mkdir(parents=True, exist_ok=True)  # so the artist sees where LoRAs go
         self._model = WorkerPool(settings, events, self.data_dir, self._queue, self.loras.folder)
         self._worker_tasks: list[asyncio.Task[None]] = []
+        self._remote: RemoteWorkers | None = None
+        if settings.queue.backend == "redis":
+            from .remote import RemoteWorkers  # the redis client is imported only when it is used
+
+            self._remote = RemoteWorkers(
+                settings, self._store, self._journal, self._queue, self.images_dir, self.inputs, self.loras,
+                size_limits=lambda: self._model.pipeline.size_limits, current_model=lambda: self._model.pipeline.model_id,
+            )
         self._lora_scan: asyncio.Future[None] | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
 
     async def start(self) -> None:
         self.events.attach_loop(asyncio.get_running_loop())
-        recover_unfinished_jobs(self._store, self._queue, self._journal, self.settings.queue.max_attempts)
+        held = await self._remote.start() if self._remote is not None else set()
+        recover_unfinished_jobs(
+            self._store, self._queue, self._journal, self.settings.queue.max_attempts, frozenset(held)
+        )
         self._worker_tasks = self._model.start(
             self._store, self._journal, str(self.images_dir), self.inputs, self.loras
         )
@@ -79,6 +95,8 @@ class Engine:
             task.cancel()
         for interrupted in await self._model.stop():
             self._store.requeue(interrupted, refund_attempt=True)
+        if self._remote is not None:
+            await self._remote.stop()  # jobs on remote workers go on; their outcome is read after a restart
         self._store.close()
 
     def is_idle(self) -> bool:
@@ -119,6 +137,8 @@ class Engine:
         if problems:
             raise InvalidRequest(problems)
         self._queue.check_room()
+        if self._remote is not None and not self._remote.available:
+            raise QueueUnavailable(self._remote.problem)
         session_id = str(uuid.uuid4())
         self._store.create_job(session_id, queued, pipeline.model_name, client)
         self._model.remember_job(session_id)
@@ -152,7 +172,7 @@ class Engine:
             self._journal.cancelled(session_id)
             self._model.announce_positions()
             return "cancelled"
-        if self._model.cancel_running(session_id):
+        if self._model.cancel_running(session_id) or (self._remote is not None and self._remote.cancel(session_id)):
             return "cancelling"
         raise JobAlreadyFinished(f"job {session_id} is {record.status} and cannot be cancelled now")
 
@@ -229,12 +249,17 @@ class Engine:
         return ModelList(current=self._model.model_health(), models=self._model.known_models())
 
     def health(self) -> Health:
+        workers = self.workers()
+        model = self._model.model_health()
+        if self._model.local_count == 0:  # remote workers only: ready while one holds the model
+            holding = [view for view in workers if view.model == model_name(model.id) and view.state != "gone"]
+            model.state = "ready" if any(view.state != "loading" for view in holding) else "loading"
         return Health(
-            model=self._model.model_health(),
-            queue=QueueHealth(pending=len(self._queue), running=len(self._model.running_ids())),
-            workers=self._model.health(),
+            model=model,
+            queue=QueueHealth(pending=len(self._queue), running=sum(view.state == "busy" for view in workers)),
+            workers=summary(workers),
         )
 
     def workers(self) -> list[WorkerView]:
-        """Every worker: the local generation processes (and remote ones over Redis)."""
-        return self._model.views()
+        """Every worker: the local generation processes, and remote ones over Redis."""
+        return self._model.views() + (self._remote.views() if self._remote is not None else [])

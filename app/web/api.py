@@ -18,6 +18,7 @@ from ..engine import (
     ModelBusy,
     ModelUnavailable,
     QueueFull,
+    QueueUnavailable,
 )
 from ..engine.views import IMAGES_ROUTE, UPLOADS_ROUTE
 from ..protocol import (
@@ -38,7 +39,7 @@ from ..protocol import (
 )
 
 router = APIRouter()
-ERRORS = {404: {"model": ErrorBody}, 409: {"model": ErrorBody}, 429: {"model": ErrorBody}}
+ERRORS = {404: {"model": ErrorBody}, 409: {"model": ErrorBody}, 429: {"model": ErrorBody}, 503: {"model": ErrorBody}}
 
 
 def field_errors(problems: list[tuple[str, str]]) -> list[dict[str, object]]:
@@ -69,6 +70,8 @@ async def generate(body: GenerateRequest, engine: EngineDep, request: Request) -
         session_id, position = engine.submit(prepared, client=client_of(request))
     except InvalidRequest as error:
         raise HTTPException(422, detail=field_errors(error.problems)) from None
+    except QueueUnavailable as error:
+        raise HTTPException(503, detail=str(error), headers={"Retry-After": "5"}) from None
     except QueueFull as error:
         raise HTTPException(429, detail=str(error), headers={"Retry-After": "5"}) from None
     return GenerateResponse(session_id=session_id, position=position)
