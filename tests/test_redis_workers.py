@@ -129,3 +129,40 @@ async def test_redis_down_answers_503_then_everything_resumes(start_server, star
         await ws.subscribe(session_id)
         done = await ws.recv_until(for_session(session_id, is_terminal), timeout=120)
         assert done[-1]["type"] == "generation_complete"
+
+
+async def test_sigterm_hands_the_running_job_back_to_another_worker(start_server, start_worker, redis_server):
+    server, workers = start_cluster(start_server, start_worker, redis_server, names=("w1", "w2"))
+    async with httpx.AsyncClient(base_url=server.base_url) as http, WsClient(server.ws_url) as ws:
+        session_id = await submit(http, num_inference_steps=40)
+        await ws.subscribe(session_id)
+        seen = await ws.recv_until(for_session(session_id, lambda m: m.get("step", 0) >= 2), timeout=120)
+        first = next(m["worker"] for m in seen if m["type"] == "generation_started")
+        assert workers[first].stop() == 0
+        done = await ws.recv_until(for_session(session_id, is_terminal), timeout=120)
+        assert done[-1]["type"] == "generation_complete", done[-1]
+        assert [m["worker"] for m in done if m["type"] == "generation_started"][-1] != first
+        assert (await http.get(f"/api/jobs/{session_id}")).json()["attempts"] == 1  # handed back: not counted
+
+
+async def test_a_job_on_a_remote_worker_lands_after_a_server_kill_and_restart(
+    start_server, start_worker, redis_server, tmp_path
+):
+    data_dir = tmp_path / "server-data"
+    server, _ = start_cluster(start_server, start_worker, redis_server, data_dir=data_dir)
+    async with httpx.AsyncClient(base_url=server.base_url) as http, WsClient(server.ws_url) as ws:
+        session_id = await submit(http, num_inference_steps=60)
+        await ws.subscribe(session_id)
+        await ws.recv_until(for_session(session_id, lambda m: m.get("step", 0) >= 2), timeout=120)
+    server.kill()
+
+    again = start_server(data_dir=data_dir, env=redis_env(redis_server.url), wait_for_model=False)
+    async with httpx.AsyncClient(base_url=again.base_url) as http, WsClient(again.ws_url) as ws:
+        await ws.subscribe(session_id)
+        done = await ws.recv_until(for_session(session_id, is_terminal), timeout=120)
+        assert done[-1]["type"] == "generation_complete", done[-1]
+        view = (await http.get(f"/api/jobs/{session_id}")).json()
+        assert view["status"] == "completed" and view["attempts"] == 1 and view["worker"] == "w1"
+        gallery = (await http.get("/api/gallery")).json()
+        assert [item["session_id"] for item in gallery["items"]] == [session_id]
+        assert (await http.get(gallery["items"][0]["url"])).status_code == 200

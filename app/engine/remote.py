@@ -232,7 +232,7 @@ class RemoteWorkers:
             return
         data = event.data
         current = record.status == "running" and record.worker == event.worker
-        if event.kind == "started":
+        if event.kind == "started" and not current:  # (read again after a restart: already counted)
             self.journal.started(record.id, data["seed"], data["total_steps"], data["model"], event.worker)
         elif event.kind == "step" and current:
             self.journal.progressed(record.id, data["step"], data["total_steps"], data["eta"])

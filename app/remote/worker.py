@@ -100,7 +100,10 @@ class RemoteWorker:
                 if taken is not None:
                     await self._run(*taken)
         finally:
-            await self._outbox.join()  # what was reported reaches Redis before the worker leaves
+            try:  # what was reported reaches Redis before the worker leaves (unless Redis is away)
+                await asyncio.wait_for(self._outbox.join(), 10)
+            except asyncio.TimeoutError:
+                log.warning("worker %s: Redis unreachable; %d reports not sent", self.name, self._outbox.qsize())
             for task in helpers:
                 task.cancel()
             self.state = "gone"
