@@ -210,7 +210,8 @@ class RemoteWorker:
         def on_step(message: StepDone) -> None:
             elapsed = time.perf_counter() - started
             eta = round(elapsed / message.step * max(message.total_steps - message.step, 0), 2) if message.step else None
-            self.report("step", session_id, entry, step=message.step, total_steps=message.total_steps, eta=eta)
+            self.report("step", session_id, entry, step=message.step, total_steps=message.total_steps, eta=eta,
+                        at=message.at)  # timing (bench/workers.py): when the diffusion callback fired
 
         def on_preview(message: PreviewReady) -> None:
             self.report("preview", session_id, entry, step=message.step, jpeg=message.jpeg, width=message.width,
