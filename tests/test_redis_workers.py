@@ -166,3 +166,24 @@ async def test_a_job_on_a_remote_worker_lands_after_a_server_kill_and_restart(
         gallery = (await http.get("/api/gallery")).json()
         assert [item["session_id"] for item in gallery["items"]] == [session_id]
         assert (await http.get(gallery["items"][0]["url"])).status_code == 200
+
+
+async def test_a_job_whose_workers_keep_dying_fails_after_max_attempts(start_server, start_worker, redis_server):
+    server = start_server(env={**redis_env(redis_server.url), "AI_ARTIST_QUEUE__MAX_ATTEMPTS": "1"},
+                          wait_for_model=False)
+    workers = {name: start_worker(redis_server.url, name, {"AI_ARTIST_QUEUE__HEARTBEAT_TIMEOUT": HEARTBEAT})
+               for name in ("w1", "w2")}
+    server.wait_until(idle_workers(2), 120)
+    async with httpx.AsyncClient(base_url=server.base_url) as http, WsClient(server.ws_url) as ws:
+        session_id = await submit(http, num_inference_steps=40)
+        await ws.subscribe(session_id)
+        seen = await ws.recv_until(for_session(session_id, lambda m: m.get("step", 0) >= 2), timeout=120)
+        workers[next(m["worker"] for m in seen if m["type"] == "generation_started")].kill()
+        done = (await ws.recv_until(for_session(session_id, is_terminal), timeout=120))[-1]
+        assert done["type"] == "generation_error" and "max_attempts" in done["error"], done
+        view = (await http.get(f"/api/jobs/{session_id}")).json()
+        assert view["status"] == "failed" and view["attempts"] == 1
+        server.wait_until(idle_workers(1), 30)  # the other worker goes on taking jobs
+        quick = await submit(http, num_inference_steps=2)
+        await ws.subscribe(quick)
+        assert (await ws.recv_until(for_session(quick, is_terminal)))[-1]["type"] == "generation_complete"

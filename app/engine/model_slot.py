@@ -141,18 +141,20 @@ class ModelSlot:
 
     # -- switching and crashes ------------------------------------------------------------------
 
-    def switch(self, reference: str) -> PipelineProcess:
-        """Begin loading another model; returns the previous model's process (still closing)."""
-        if self.current.state == "loading":
+    def switch(self, reference: str, load: bool = True) -> PipelineProcess:
+        """Begin loading another model; returns the previous model's process (still closing). With `load`
+        false (no local worker: remote workers only) the slot only describes the new model."""
+        if self.current.state == "loading" and load:
             raise ModelBusy(
                 f"model {self.pipeline.model_id!r} is still loading; wait until GET /api/health "
                 "shows ready or error, then switch"
             )
         source = resolve_source(reference, self.settings.single_file_config)  # ModelUnavailable names what is missing
         previous = self.pipeline
-        self._retiring.add(previous)
         self.current = LoadedModel(self._new_pipeline(source.location), "loading", epoch=self.current.epoch + 1)
-        self._load_in_background(previous)
+        if load:
+            self._retiring.add(previous)
+            self._load_in_background(previous)
         log.info("switching model %s -> %s", previous.model_id, self.pipeline.model_id)
         return previous
 

@@ -124,13 +124,13 @@ class WorkerPool:
 
     def switch(self, reference: str) -> PipelineProcess:
         """Every worker switches (idle ones now, busy ones after their job); returns the previous model."""
-        loading = [slot for slot in self.slots[: max(self.local_count, 1)] if slot.loading]
+        loading = [slot for slot in self.slots[: self.local_count] if slot.loading]
         if loading:
             raise ModelBusy(
                 f"model {loading[0].pipeline.model_id!r} is still loading; wait until GET /api/health "
                 "shows ready or error, then switch"
             )
-        previous = self.primary.switch(reference)  # ModelUnavailable: nothing changed
+        previous = self.primary.switch(reference, load=self.local_count > 0)  # ModelUnavailable: nothing changed
         for slot in self.slots[1 : self.local_count]:
             slot.switch(self.primary.pipeline.model_id)
         return previous

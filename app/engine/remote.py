@@ -232,18 +232,19 @@ class RemoteWorkers:
             return
         data = event.data
         current = record.status == "running" and record.worker == event.worker
+        live_entry = self.dispatched.get(record.id, ("", ""))[1] == event.entry  # (not a stale one)
         if event.kind == "started" and not current:  # (read again after a restart: already counted)
             self.journal.started(record.id, data["seed"], data["total_steps"], data["model"], event.worker)
         elif event.kind == "step" and current:
             self.journal.progressed(record.id, data["step"], data["total_steps"], data["eta"])
         elif event.kind == "preview" and current:
             self.journal.previewed(record.id, data["step"], data["jpeg"], data["width"], data["height"])
-        elif event.kind == "finished" and current:
+        elif event.kind == "finished" and (current or live_entry):
             names = [name for name, _ in data["images"]]
             await asyncio.to_thread(self._write_images, data["images"])
             self.journal.completed(record.id, names, data["metadata"])
             await self._acknowledge(event)
-        elif event.kind in ("failed", "cancelled") and (current or record.status == "queued"):
+        elif event.kind in ("failed", "cancelled") and (current or live_entry):  # e.g. out of attempts
             if event.kind == "failed":
                 self.journal.failed(record.id, data["error"])
             else:

@@ -34,6 +34,7 @@ def main(argv: list[str]) -> None:
     except (ConfigError, ValueError) as error:
         sys.exit(f"ai-artist worker: {error}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from ..pipeline.client import ModelLoadFailed
     from .worker import RemoteWorker
 
     name = args.name or f"{socket.gethostname()}-{os.getpid()}"
@@ -41,4 +42,7 @@ def main(argv: list[str]) -> None:
         args.redis, settings.model, name, settings.queue.heartbeat_timeout, settings.model.lora_dir,
         device=args.device,  # any torch device (cuda:1...), not only model.device's choices
     )
-    asyncio.run(worker.run())
+    try:
+        asyncio.run(worker.run())
+    except ModelLoadFailed as error:
+        sys.exit(f"ai-artist worker: the model could not be loaded: {error}")
