@@ -245,7 +245,10 @@ class WorkerView(BaseModel):
     name: str
     host: str
     device: str | None
-    model: str = Field(description="The model it holds (or is loading).")
+    model: str = Field(
+        description="The model it holds (or is loading): a local worker's model id, a remote worker's model name "
+        "(what jobs are routed by)."
+    )
     state: WorkerState = Field(description="gone: a remote worker that stopped sending heartbeats.")
     session_id: str | None = Field(None, description="The job it runs while busy.")
     jobs_done: int
