@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
@@ -62,6 +63,8 @@ class RemoteWorkers:
         self.available = False
         self.problem = "not connected to Redis yet"
         self.workers: dict[str, WorkerView] = {}
+        self._raw: dict[str, bytes] = {}  # worker name -> its registry entry as last read
+        self._changed_at: dict[str, float] = {}  # ... and when that entry last changed (monotonic)
         self.dispatched: dict[str, tuple[str, str]] = {}  # session -> (stream, entry), until its outcome is stored
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -119,17 +122,27 @@ class RemoteWorkers:
                 self._down(error)
                 await asyncio.sleep(0.5)
                 continue
-            now = datetime.now(timezone.utc)
             workers = {}
             for raw in found.values():
                 view = WorkerView.model_validate_json(raw)
-                if (now - view.last_seen).total_seconds() > self.timeout:
-                    view.state = "gone"
-                workers[view.name] = view
+                workers[view.name] = self._judge(view, raw)
             if workers != self.workers:
                 self.workers = workers
                 self.queue.notify()  # a worker came, went, or became free
             await asyncio.sleep(0.2)
+
+    def _judge(self, view: WorkerView, raw: bytes) -> WorkerView:
+        """Gone when its entry has not changed for `heartbeat_timeout` (by this server's clock: the
+        worker's own clock may be set differently)."""
+        now = time.monotonic()
+        if view.name not in self._raw:  # first seen (a restart): trust the age it says it has
+            age = (datetime.now(timezone.utc) - view.last_seen).total_seconds()
+            self._raw[view.name], self._changed_at[view.name] = raw, now - max(age, 0.0)
+        elif self._raw[view.name] != raw:
+            self._raw[view.name], self._changed_at[view.name] = raw, now
+        if now - self._changed_at[view.name] > self.timeout:
+            view.state = "gone"
+        return view
 
     def views(self) -> list[WorkerView]:
         return list(self.workers.values())
