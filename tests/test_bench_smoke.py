@@ -32,7 +32,7 @@ def test_smoke_run_writes_a_table_of_numbers(tmp_path, model_dir):
     result = subprocess.run(
         [sys.executable, "-m", "bench.run", "--smoke", "--model", str(model_dir), "--out", str(out),
          "--work", str(tmp_path / "work")],
-        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=900,
+        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=1200,  # bench/workers.py starts five servers
     )
     assert result.returncode == 0, result.stderr[-4000:]
     text = out.read_text()
