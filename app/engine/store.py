@@ -126,6 +126,10 @@ class Store:
             ).fetchall()
         return [_record(row) for row in rows], total
 
+    def queued_count(self, client: str) -> int:
+        """How many of `client`'s jobs wait in the queue (queue.max_pending_per_client)."""
+        return self._execute("SELECT COUNT(*) FROM jobs WHERE status = 'queued' AND client = ?", (client,)).fetchone()[0]
+
     def unfinished_jobs(self) -> list[JobRecord]:
         rows = self._execute(
             "SELECT * FROM jobs WHERE status IN ('queued', 'running') ORDER BY created_at, rowid"

@@ -14,8 +14,12 @@ from ..engine.events import bus
 from ..pipeline.progress_sink import set_session_progress_sink
 from ..protocol import GenerationProgress, progress_text
 from . import a1111, api, openai_edits, openai_images, websocket
-from .console import announce_launch, announce_model_changes, configure_logging
+from .auth import Keys
+from .console import announce_access, announce_launch, announce_model_changes, configure_logging
 from .idle_gc import IdleCollector, exempt_startup_objects
+from .limits import ConnectionCounter
+from .origins import OriginPolicy, is_loopback
+from .security import SecurityGate
 
 
 def collect_garbage_while_idle(engine: Engine) -> Callable[[], None]:
@@ -65,7 +69,16 @@ def build(settings: Settings) -> Engine:
         CORSMiddleware,
         allow_origin_regex=settings.server.cors_origins,
         allow_methods=["GET", "POST"],
-        allow_headers=["Content-Type"],
+        allow_headers=["Content-Type", "Authorization"],
+    )
+    server = settings.server
+    keys = Keys(server.api_keys)
+    web_app.add_middleware(  # added last: outermost, before CORS and everything of NiceGUI's
+        SecurityGate,
+        keys=keys,
+        origins=OriginPolicy(server.cors_origins, local_only_hosts=not keys and is_loopback(server.host)),
+        max_body_bytes=server.max_body_bytes,
+        connections=ConnectionCounter(server.max_connections_per_client),
     )
     websocket.manager.bind_engine(engine)
     set_session_progress_sink(publish_library_progress)
@@ -79,8 +92,9 @@ def build(settings: Settings) -> Engine:
     web_app.on_startup(engine.start)
     web_app.on_startup(collect_garbage_while_idle(engine))
     web_app.on_shutdown(engine.stop)
-    from ..ui import pages
+    from ..ui import pages, signin
 
+    signin.register(web_app, keys)
     pages.register(engine)
     return engine
 
@@ -88,8 +102,9 @@ def build(settings: Settings) -> Engine:
 def run(settings: Settings) -> None:
     data_dir = Path(settings.storage.data_dir).resolve()
     log_file = configure_logging(data_dir)
+    generated_key = announce_access(settings)  # before build: a generated key is one of the keys
     engine = build(settings)
-    announce_launch(settings, log_file)
+    announce_launch(settings, log_file, generated_key)
     announce_model_changes(engine)
     ui.run(
         host=settings.server.host,
