@@ -70,13 +70,18 @@ class ServerSettings(_Section):
         description="Keys a client must present (Bearer, HTTP Basic password, /ws?token=, the studio's sign-in). "
         "The environment takes them comma-separated.",
     )
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Host names a studio without keys answers besides loopback ones (DNS-rebinding guard), "
+        "e.g. a local reverse proxy's name. The environment takes them comma-separated.",
+    )
     no_auth: bool = Field(False, description="Serve a non-loopback host without any key (no generated key).")
     max_body_bytes: int = Field(50_000_000, ge=1_000, le=2_000_000_000)
     ws_max_message_bytes: int = Field(65_536, ge=256, le=16_000_000)
     max_subscriptions_per_connection: int = Field(256, ge=1, le=100_000)
     max_connections_per_client: int = Field(64, ge=1, le=1_000_000)
 
-    @field_validator("api_keys", mode="before")
+    @field_validator("api_keys", "allowed_hosts", mode="before")
     @classmethod
     def _split_keys(cls, value: Any) -> Any:
         """`a,b` (the environment's form) or a list; blanks dropped."""

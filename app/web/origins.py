@@ -49,17 +49,23 @@ def same_origin(origin: str, host_header: str | None) -> bool:
 class OriginPolicy:
     """`refusal(...)` says why a request is refused, or None when its origin is fine."""
 
-    def __init__(self, allowed_origins: str, local_only_hosts: bool) -> None:
+    def __init__(self, allowed_origins: str, local_only_hosts: bool, extra_hosts: list[str] | None = None) -> None:
         self.allowed = re.compile(allowed_origins) if allowed_origins else None
         self.local_only_hosts = local_only_hosts
+        self.extra_hosts = {host.lower() for host in extra_hosts or []}
+
+    def host_served(self, host: str) -> bool:
+        name = host_name(host)
+        return not self.local_only_hosts or is_loopback(name) or name.lower() in self.extra_hosts
 
     def origin_allowed(self, origin: str) -> bool:
         return self.allowed is not None and self.allowed.fullmatch(origin) is not None
 
     def refusal(self, headers: Mapping[str, str], method: str, websocket: bool) -> str | None:
         host = headers.get("host")
-        if self.local_only_hosts and host is not None and not is_loopback(host_name(host)):
-            return f"Host {host!r} is not served: this studio answers loopback names only (no API key is set)"
+        if host is not None and not self.host_served(host):
+            return (f"Host {host!r} is not served: without an API key this studio answers loopback names only "
+                    "(and server.allowed_hosts)")
         origin = headers.get("origin")
         if origin is not None:
             if origin.strip().lower() == "null":

@@ -76,7 +76,8 @@ def build(settings: Settings) -> Engine:
     web_app.add_middleware(  # added last: outermost, before CORS and everything of NiceGUI's
         SecurityGate,
         keys=keys,
-        origins=OriginPolicy(server.cors_origins, local_only_hosts=not keys and is_loopback(server.host)),
+        origins=OriginPolicy(server.cors_origins, local_only_hosts=not keys and is_loopback(server.host),
+                             extra_hosts=server.allowed_hosts),
         max_body_bytes=server.max_body_bytes,
         connections=ConnectionCounter(server.max_connections_per_client),
     )
