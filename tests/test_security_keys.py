@@ -35,7 +35,7 @@ def png() -> bytes:
     return buffer.getvalue()
 
 
-async def test_every_route_but_health_needs_a_key_and_every_configured_key_works(keyed):
+def test_every_route_but_health_needs_a_key_and_every_configured_key_works(keyed):
     base = keyed.base_url
     assert httpx.get(f"{base}/api/health").status_code == 200
     for method, path in [("GET", "/api/gallery"), ("GET", "/api/jobs"), ("POST", "/api/generate"),
@@ -76,8 +76,9 @@ async def test_a_job_with_a_key_over_rest_and_ws_and_its_image_and_upload_are_pr
         image_url = (await http.get(f"/api/jobs/{session_id}")).json()["image_urls"][0]
         assert (await http.get(image_url)).status_code == 200
         assert (await http.get(uploaded["url"])).status_code == 200
-    assert httpx.get(base + image_url).status_code == 401
-    assert httpx.get(base + uploaded["url"]).status_code == 401
+    async with httpx.AsyncClient(base_url=base) as anonymous:
+        assert (await anonymous.get(image_url)).status_code == 401
+        assert (await anonymous.get(uploaded["url"])).status_code == 401
     # The keys never reach the log file.
     log = (keyed.data_dir / "logs" / "ai-artist.log").read_text()
     assert not any(secret in log for secret in [*CLI_KEYS, "env-key-a", "env-key-b"])

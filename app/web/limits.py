@@ -28,20 +28,36 @@ def declared_length(headers: MutableMapping[str, str] | dict[str, str]) -> int |
         return None
 
 
-def bounded_receive(receive: Receive, limit: int) -> Receive:
-    """`receive` that raises BodyTooLarge once more than `limit` body bytes arrived (chunked bodies too)."""
-    seen = 0
+async def read_bounded(receive: Receive, limit: int) -> Receive:
+    """Read a body of undeclared length (chunked) up to `limit` bytes, raising BodyTooLarge past it; returns a
+    `receive` that hands the app the body read, then what the client sends next (a disconnect).
 
-    async def receive_bounded() -> Message:
-        nonlocal seen
+    A declared Content-Length is checked before anything is read, and the server holds the client to it; a
+    chunked body has to be counted as it comes. Counting inside the app's own reads would not do: FastAPI turns
+    an error raised there into a 400."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
         message = await receive()
-        if message["type"] == "http.request":
-            seen += len(message.get("body", b""))
-            if seen > limit:
-                raise BodyTooLarge(limit)
-        return message
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        size += len(chunks[-1])
+        if size > limit:
+            raise BodyTooLarge(limit)
+        if not message.get("more_body", False):
+            break
+    body = b"".join(chunks)
+    handed = False
 
-    return receive_bounded
+    async def replay() -> Message:
+        nonlocal handed
+        if not handed:
+            handed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
 
 
 class ConnectionCounter:

@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import quote
 
 from .auth import A1111_PREFIX, SESSION_COOKIE, SIGN_IN_PATH, Keys, authorized, query_token, session_token
-from .limits import BodyTooLarge, ConnectionCounter, bounded_receive, declared_length
+from .limits import BodyTooLarge, ConnectionCounter, declared_length, read_bounded
 from .origins import OriginPolicy
 
 log = logging.getLogger(__name__)
@@ -82,19 +82,12 @@ class SecurityGate:
         length = declared_length(headers)
         if length is not None and length > self.max_body_bytes:
             return await _send_json(send, 413, {"detail": str(BodyTooLarge(self.max_body_bytes))})
-        started = False
-
-        async def send_tracking(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, bounded_receive(receive, self.max_body_bytes), send_tracking)
-        except BodyTooLarge as error:
-            if started:
-                raise
-            await _send_json(send, 413, {"detail": str(error)})
+        if length is None and "chunked" in headers.get("transfer-encoding", "").lower():
+            try:
+                receive = await read_bounded(receive, self.max_body_bytes)
+            except BodyTooLarge as error:
+                return await _send_json(send, 413, {"detail": str(error)})
+        await self.app(scope, receive, send)
 
     async def _ask_for_key(self, send: Send, headers: dict[str, str], method: str, path: str, scope: Scope) -> None:
         wants_page = method == "GET" and "text/html" in headers.get("accept", "") and not path.startswith(API_PREFIXES)
