@@ -4,6 +4,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from tests.ws_client import WsClient
+
 
 @pytest.mark.parametrize("path", ["/api/gallery", "/api/jobs"])
 def test_an_offset_beyond_sqlite_integers_is_a_422_not_a_500(server, path):
@@ -16,3 +18,13 @@ def test_a1111_random_seed_with_a_huge_batch_is_a_422_naming_batch_size(server):
     answer = httpx.post(f"{server.base_url}/sdapi/v1/txt2img", json=body, timeout=60)
     assert answer.status_code == 422, answer.text
     assert "batch_size" in [problem["loc"][-1] for problem in answer.json()["detail"]]
+
+
+@pytest.mark.parametrize("nested", ["[" * 5000 + "]" * 5000, '{"a":' * 5000 + "1" + "}" * 5000])
+async def test_deeply_nested_json_on_ws_is_an_error_answer_not_a_dropped_socket(server, nested):
+    async with WsClient(server.ws_url) as ws:
+        await ws.send(nested)
+        answer = await ws.recv()
+        assert answer["type"] == "error" and "nested too deeply" in answer["error"]
+        await ws.send({"type": "ping"})
+        assert (await ws.recv())["type"] == "pong"

@@ -107,6 +107,9 @@ class ConnectionManager:
         except ValueError as error:
             connection.send(ErrorMessage(error=f"malformed JSON: {error}").model_dump_json())
             return
+        except RecursionError:  # deep nesting (found by tests/test_fuzz.py): an answer, not a dropped socket
+            connection.send(ErrorMessage(error="malformed JSON: nested too deeply").model_dump_json())
+            return
         if not isinstance(data, dict) or data.get("type") not in CLIENT_TYPES:
             kind = data.get("type") if isinstance(data, dict) else None
             connection.send(
