@@ -77,7 +77,7 @@ client_messages = st.one_of(
         optional={"session_id": wrong_or_right, "previews": wrong_or_right, "after_seq": wrong_or_right},
     ).map(json.dumps),
     st.integers(min_value=1, max_value=20_000).map(lambda depth: "[" * depth + "]" * depth),
-    st.integers(min_value=1, max_value=20_000).map(lambda depth: '{"a":' * depth + "1" + "}" * depth),
+    st.integers(min_value=1, max_value=10_000).map(lambda depth: '{"a":' * depth + "1" + "}" * depth),  # < 64 KiB
     st.text(max_size=200),  # not JSON at all
     st.binary(max_size=200),  # a binary frame
 )
