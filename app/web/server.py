@@ -1,6 +1,8 @@
 """Wire the engine into NiceGUI's FastAPI app: REST routes, /ws, pages, start-up and shut-down."""
 from __future__ import annotations
 
+import sqlite3
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,6 +19,7 @@ from . import a1111, api, openai_edits, openai_images, websocket
 from .auth import Keys
 from .console import announce_access, announce_launch, announce_model_changes, configure_logging
 from .idle_gc import IdleCollector, exempt_startup_objects
+from .launch_checks import LaunchProblem, check_writable, database_problem
 from .limits import ConnectionCounter
 from .origins import OriginPolicy, is_loopback
 from .security import SecurityGate
@@ -102,9 +105,16 @@ def build(settings: Settings) -> Engine:
 
 def run(settings: Settings) -> None:
     data_dir = Path(settings.storage.data_dir).resolve()
+    try:
+        check_writable(data_dir)
+    except LaunchProblem as problem:
+        sys.exit(f"ai-artist: {problem}")
     log_file = configure_logging(data_dir)
     generated_key = announce_access(settings)  # before build: a generated key is one of the keys
-    engine = build(settings)
+    try:
+        engine = build(settings)
+    except sqlite3.DatabaseError as error:
+        sys.exit(f"ai-artist: {database_problem(data_dir, error)}")
     announce_launch(settings, log_file, generated_key)
     announce_model_changes(engine)
     ui.run(
