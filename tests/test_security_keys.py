@@ -2,6 +2,7 @@
 the OpenAI API through `openai` (Bearer), images and uploads; the key generated for a non-loopback host."""
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import re
@@ -53,6 +54,26 @@ def test_every_route_but_health_needs_a_key_and_every_configured_key_works(keyed
     # A browser asking for a page goes to the sign-in page instead.
     page = httpx.get(f"{base}/", headers={"Accept": "text/html"})
     assert page.status_code == 303 and page.headers["location"].startswith("/signin?next=")
+    # NiceGUI's own socket needs the sign-in (or a key) too.
+    socket_io = keyed.ws_url.removesuffix("/ws") + "/_nicegui_ws/socket.io/?EIO=4&transport=websocket"
+    assert asyncio.run(handshake_status(socket_io)) == 403
+    assert asyncio.run(handshake_status(socket_io, bearer(CLI_KEYS[0]))) == 101
+    # A wrong key on the sign-in page: 401 again, and a warning in the log (without the key).
+    wrong = httpx.post(f"{base}/signin", data={"key": "guessed-key", "next": "/"})
+    assert wrong.status_code == 401 and "That key is not right." in wrong.text
+    signed = httpx.post(f"{base}/signin", data={"key": "env-key-b", "next": "/docs"})
+    assert signed.status_code == 303 and signed.headers["location"] == "/docs"
+    assert "HttpOnly" in signed.headers["set-cookie"] and "env-key-b" not in signed.headers["set-cookie"]
+    log = (keyed.data_dir / "logs" / "ai-artist.log").read_text()
+    assert "failed sign-in to the studio from 127.0.0.1" in log and "guessed-key" not in log
+
+
+async def handshake_status(url: str, headers: dict[str, str] | None = None) -> int:
+    try:
+        async with websockets.connect(url, additional_headers=headers or {}, open_timeout=30):
+            return 101
+    except websockets.InvalidStatus as refused:
+        return refused.response.status_code
 
 
 async def test_a_job_with_a_key_over_rest_and_ws_and_its_image_and_upload_are_protected(keyed):

@@ -7,6 +7,7 @@ app/web/auth.py) and goes on to the page that was asked for; `/signout` forgets 
 from __future__ import annotations
 
 import html
+import logging
 from urllib.parse import parse_qs
 
 from fastapi import FastAPI, Request
@@ -14,6 +15,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from ..web.auth import SESSION_COOKIE, SIGN_IN_PATH, Keys
 from ..web.security import session_cookie
+
+log = logging.getLogger(__name__)
 
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
@@ -67,6 +70,7 @@ def register(app: FastAPI, keys: Keys) -> None:
         key = (form.get("key") or [""])[0]
         next_path = (form.get("next") or ["/"])[0]
         if not keys.accepts(key):
+            log.warning("failed sign-in to the studio from %s", request.client.host if request.client else "unknown")
             return HTMLResponse(sign_in_page(next_path, "That key is not right."), status_code=401)
         response = RedirectResponse(safe_next(next_path), status_code=303)
         response.headers.append("set-cookie", session_cookie(key, request.url.scheme == "https"))
