@@ -122,3 +122,15 @@ def test_queued_jobs_per_client_are_bounded_with_a_429_naming_the_limit(limited)
     assert a1111.status_code == 429 and "max_pending_per_client" in a1111.text
     for session_id in [blocker] + [answer.json()["session_id"] for answer in waiting]:
         httpx.post(f"{base}/api/jobs/{session_id}/cancel")
+
+
+async def test_a_frame_over_two_mib_is_refused_by_the_server_before_it_is_buffered_whole(limited):
+    async with WsClient(limited.ws_url) as ws:
+        await ws.send("x" * (3 * 1024 * 1024))
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await ws.recv()
+    assert closed.value.rcvd.code == 1009
+    assert "server.ws_max_message_bytes" not in closed.value.rcvd.reason  # uvicorn's frame limit, not /ws's check
+    async with WsClient(limited.ws_url) as ws:  # and it goes on serving
+        await ws.send({"type": "ping"})
+        assert (await ws.recv())["type"] == "pong"

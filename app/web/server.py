@@ -55,6 +55,23 @@ def serve_websockets_with_sansio() -> None:
         server.config.ws_protocol_class = WebSocketsSansIOProtocol
 
 
+FRAME_FLOOR_BYTES = 2 * 1024 * 1024  # above engine.io's own 1 MB message limit: NiceGUI's socket is unaffected
+
+
+def bound_websocket_frames(max_message_bytes: int) -> Callable[[], None]:
+    """A start-up hook: uvicorn buffers a WebSocket frame whole before anyone sees it (16 MiB by default); keep
+    that to max(server.ws_max_message_bytes, 2 MiB). /ws closes anything over its own limit with 1009."""
+
+    def apply() -> None:
+        from nicegui.server import Server
+
+        server = getattr(Server, "instance", None)
+        if server is not None:
+            server.config.ws_max_size = max(max_message_bytes, FRAME_FLOOR_BYTES)
+
+    return apply
+
+
 def publish_library_progress(session_id: str, step: int, total_steps: int) -> None:
     """The progress sink of `ArtworkGenerator.generate(..., session_id=...)` inside the server's process."""
     bus.publish_threadsafe(
@@ -93,6 +110,7 @@ def build(settings: Settings) -> Engine:
     web_app.include_router(openai_images.router)
     web_app.include_router(openai_edits.router)
     web_app.on_startup(serve_websockets_with_sansio)
+    web_app.on_startup(bound_websocket_frames(server.ws_max_message_bytes))
     web_app.on_startup(engine.start)
     web_app.on_startup(collect_garbage_while_idle(engine))
     web_app.on_shutdown(engine.stop)
