@@ -37,7 +37,8 @@ def mount_tmpfs(target: Path, options: str) -> bool:
     if os.environ.get("AI_ARTIST_TEST_FAULTS") == "inject" or shutil.which("mount") is None:
         return False
     target.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(target)], capture_output=True, check=False)
+    command = ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(target)]
+    done = subprocess.run(command, capture_output=True, check=False)
     return done.returncode == 0
 
 

@@ -128,7 +128,8 @@ class Store:
 
     def queued_count(self, client: str) -> int:
         """How many of `client`'s jobs wait in the queue (queue.max_pending_per_client)."""
-        return self._execute("SELECT COUNT(*) FROM jobs WHERE status = 'queued' AND client = ?", (client,)).fetchone()[0]
+        sql = "SELECT COUNT(*) FROM jobs WHERE status = 'queued' AND client = ?"  # the status index finds them
+        return self._execute(sql, (client,)).fetchone()[0]
 
     def unfinished_jobs(self) -> list[JobRecord]:
         rows = self._execute(
