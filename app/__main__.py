@@ -15,6 +15,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=None, help="port to listen on (default from config: 8000)")
     parser.add_argument("--data-dir", type=Path, default=None, help="where images, the database and logs go")
     parser.add_argument("--model", default=None, help="model to load: local folder, hub id or .safetensors file")
+    parser.add_argument("--api-key", action="append", default=None, metavar="KEY",
+                        help="require this key (repeatable; adds to server.api_keys)")
+    parser.add_argument("--no-auth", action="store_true",
+                        help="on a non-loopback host with no key, serve without one (default: a key is generated)")
     return parser.parse_args(argv)
 
 
@@ -28,6 +32,10 @@ def main(argv: list[str] | None = None) -> None:
             settings.server.port = args.port
         if args.data_dir is not None:
             settings.storage.data_dir = args.data_dir
+        if args.api_key:
+            settings.server.api_keys = [*settings.server.api_keys, *args.api_key]
+        if args.no_auth:
+            settings.server.no_auth = True
         if args.model is not None:  # a relative path is relative to where the command runs
             settings.model.base_model = args.model
             settings.model.base_model = settings.resolved_model(Path.cwd())

@@ -17,7 +17,7 @@ import time
 import traceback
 from pathlib import Path
 
-from . import capacity, compat, img2img, latency, lora_switch, overhead, queue_gap, slow_client, startup, studio
+from . import capacity, compat, img2img, latency, lora_switch, overhead, queue_gap, slow_client, soak, startup, studio
 from .common import (
     PROJECT_ROOT,
     WORK_ROOT,
@@ -31,7 +31,8 @@ from .common import (
 )
 
 BENCHES = [
-    "startup", "overhead", "img2img", "lora_switch", "latency", "queue_gap", "slow_client", "compat", "capacity", "studio"
+    "startup", "overhead", "img2img", "lora_switch", "latency", "queue_gap", "slow_client", "compat", "capacity", "studio",
+    "soak",
 ]
 FINDINGS = (Path(__file__).parent / "FINDINGS.md").read_text()  # appended to a full run's table
 
@@ -102,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
                     rows += studio.run(ctx)  # its own server (with a loop probe) and chromium
                 elif name == "lora_switch":
                     rows += lora_switch.run(ctx)  # the generation process's code in a process of its own
+                elif name == "soak":
+                    rows += soak.run(ctx)  # a fresh server: its growth is measured from its start
                 elif name == "capacity" and not ctx.smoke:
                     rows += capacity.run(ctx)  # fresh servers: RSS growth must not hide in freed memory
                 else:

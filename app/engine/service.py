@@ -24,7 +24,7 @@ from ..protocol import (
     QueueHealth,
     UploadResponse,
 )
-from .errors import InvalidRequest, JobAlreadyFinished, JobNotFound
+from .errors import InvalidRequest, JobAlreadyFinished, JobNotFound, QueueFull
 from .events import EventBus
 from .inputs import InputStore
 from .journal import JobJournal
@@ -131,12 +131,19 @@ class Engine:
         if problems:
             raise InvalidRequest(problems)
         self._queue.check_room()
+        self._check_client_room(client)
         session_id = str(uuid.uuid4())
         self._store.create_job(session_id, queued, pipeline.model_name, client)
         self._model.remember_job(session_id)
         position = self._queue.put(session_id)
         self._journal.queued(session_id, position)
         return session_id, position
+
+    def _check_client_room(self, client: str) -> None:
+        limit = self.settings.queue.max_pending_per_client
+        if client and self._store.queued_count(client) >= limit:
+            raise QueueFull(f"too many jobs waiting from this client ({limit} queued; "
+                            f"queue.max_pending_per_client = {limit}); try again when some have run")
 
     def upload(self, data: bytes) -> UploadResponse:
         """Keep an input image (PNG, JPEG or WebP) under a name any job can use as `init_image` or
