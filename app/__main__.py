@@ -20,6 +20,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="generation processes in this server (workers.local; 0: remote workers only)")
     parser.add_argument("--redis", default=None, metavar="URL",
                         help="queue jobs in Redis (queue.backend redis) at URL, e.g. redis://host:6379/0")
+    parser.add_argument("--api-key", action="append", default=None, metavar="KEY",
+                        help="require this key (repeatable; adds to server.api_keys)")
+    parser.add_argument("--no-auth", action="store_true",
+                        help="on a non-loopback host with no key, serve without one (default: a key is generated)")
     return parser.parse_args(argv)
 
 
@@ -39,6 +43,10 @@ def main(argv: list[str] | None = None) -> None:
             settings.server.port = args.port
         if args.data_dir is not None:
             settings.storage.data_dir = args.data_dir
+        if args.api_key:
+            settings.server.api_keys = [*settings.server.api_keys, *args.api_key]
+        if args.no_auth:
+            settings.server.no_auth = True
         if args.model is not None:  # a relative path is relative to where the command runs
             settings.model.base_model = args.model
             settings.model.base_model = settings.resolved_model(Path.cwd())

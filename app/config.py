@@ -7,12 +7,13 @@ value stops the launch with a message that names the key and what is allowed.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     YamlConfigSettingsSource,
@@ -64,6 +65,31 @@ class ServerSettings(_Section):
         r"https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?",
         description="Regex of browser origins allowed to call the API (external web clients).",
     )
+    api_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Keys a client must present (Bearer, HTTP Basic password, /ws?token=, the studio's sign-in). "
+        "The environment takes them comma-separated.",
+    )
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Host names a studio without keys answers besides loopback ones (DNS-rebinding guard), "
+        "e.g. a local reverse proxy's name. The environment takes them comma-separated.",
+    )
+    no_auth: bool = Field(False, description="Serve a non-loopback host without any key (no generated key).")
+    max_body_bytes: int = Field(50_000_000, ge=1_000, le=2_000_000_000)
+    ws_max_message_bytes: int = Field(65_536, ge=256, le=16_000_000)
+    max_subscriptions_per_connection: int = Field(256, ge=1, le=100_000)
+    max_connections_per_client: int = Field(64, ge=1, le=1_000_000)
+
+    @field_validator("api_keys", "allowed_hosts", mode="before")
+    @classmethod
+    def _split_keys(cls, value: Any) -> Any:
+        """`a,b` (the environment's form) or a list; blanks dropped."""
+        if isinstance(value, str):
+            value = value.split(",")
+        if isinstance(value, (list, tuple)):
+            return [str(key).strip() for key in value if str(key).strip()]
+        return value
 
 
 class StorageSettings(_Section):
@@ -85,6 +111,7 @@ def log_file_in(data_dir: Path) -> Path:
 class QueueSettings(_Section):
     max_pending: int = Field(100, ge=1, le=100_000)
     max_attempts: int = Field(2, ge=1, le=10)
+    max_pending_per_client: int = Field(50, ge=1, le=100_000)
     backend: Literal["local", "redis"] = Field("local", description="local: in this server; redis: a Redis Stream.")
     redis_url: str | None = Field(None, description="redis://host:6379/0; required for backend redis.")
     heartbeat_timeout: float = Field(

@@ -74,6 +74,12 @@ def render() -> str:
         "The AUTOMATIC1111-compatible (`/sdapi/v1/*`) and OpenAI-compatible (`/v1/images/*`, `/v1/models`) routes",
         "speak those APIs' own formats: see [compatibility.md](compatibility.md).",
         "",
+        "With `server.api_keys` set, every route but `GET /api/health` needs `Authorization: Bearer KEY` (401",
+        "otherwise) and `/ws` needs `?token=KEY` (refused at the handshake with HTTP 403 otherwise). Browser",
+        "pages of other origins are refused (403) unless listed in `server.cors_origins`. Bodies, `/ws` messages,",
+        "subscriptions per connection, connections per address and queued jobs per client are limited: see",
+        "[security.md](security.md).",
+        "",
         "## REST",
         "",
     ]

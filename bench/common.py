@@ -132,7 +132,15 @@ def server_environment(overrides: dict[str, str]) -> dict[str, str]:
     """This process's environment for a server child, minus pytest's marker: with it, NiceGUI's
     `ui.run` goes into its test mode and asks for a screen-test port (the smoke test runs the benches)."""
     inherited = {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
-    return {**inherited, "PYTHONUNBUFFERED": "1", **overrides}
+    return {**inherited, "PYTHONUNBUFFERED": "1", **BENCH_LIMITS, **overrides}
+
+
+BENCH_LIMITS = {
+    # Every bench client connects from 127.0.0.1: the per-address limits would stop the capacity bench's
+    # 1,000 sockets and the queue benches' backlog (docs/security.md).
+    "AI_ARTIST_SERVER__MAX_CONNECTIONS_PER_CLIENT": "100000",
+    "AI_ARTIST_QUEUE__MAX_PENDING_PER_CLIENT": "100000",
+}
 
 
 class Server:

@@ -26,6 +26,7 @@ from . import (
     overhead,
     queue_gap,
     slow_client,
+    soak,
     startup,
     studio,
     workers,
@@ -45,6 +46,7 @@ from .common import (
 BENCHES = [
     "startup", "overhead", "img2img", "lora_switch", "latency", "queue_gap", "slow_client", "compat", "capacity", "studio",
     "workers",
+    "soak",
 ]
 FINDINGS = (Path(__file__).parent / "FINDINGS.md").read_text()  # appended to a full run's table
 
@@ -117,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
                     rows += workers.run(ctx)  # servers with 1 and 2 local workers, remote workers and a redis-server
                 elif name == "lora_switch":
                     rows += lora_switch.run(ctx)  # the generation process's code in a process of its own
+                elif name == "soak":
+                    rows += soak.run(ctx)  # a fresh server: its growth is measured from its start
                 elif name == "capacity" and not ctx.smoke:
                     rows += capacity.run(ctx)  # fresh servers: RSS growth must not hide in freed memory
                 else:

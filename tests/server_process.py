@@ -31,8 +31,10 @@ def port_is_free(port: int) -> bool:
 
 class ServerProcess:
     def __init__(
-        self, model_dir: Path, data_dir: Path, env: dict[str, str] | None = None, port: int | None = None
+        self, model_dir: Path, data_dir: Path, env: dict[str, str] | None = None, port: int | None = None,
+        args: list[str] | None = None,
     ) -> None:
+        self.args = args or []  # extra command-line arguments (--api-key KEY, --host ...)
         self.model_dir = model_dir
         self.data_dir = data_dir
         self.env = env or {}
@@ -65,6 +67,7 @@ class ServerProcess:
             "--port", str(self.port),
             "--data-dir", str(self.data_dir),
             "--model", str(self.model_dir),
+            *self.args,
         ]
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)

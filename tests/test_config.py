@@ -99,3 +99,12 @@ def test_a_model_path_relative_to_the_working_folder_becomes_absolute(tmp_path, 
     assert config.resolved_model(Path("/nowhere")) == str(tmp_path / "models" / "mine")
     config.model.base_model = "some-org/some-model"
     assert config.resolved_model(Path.cwd()) == "some-org/some-model"
+
+
+def test_api_keys_and_allowed_hosts_take_comma_separated_environment_values(monkeypatch):
+    monkeypatch.setenv("AI_ARTIST_SERVER__API_KEYS", "first-key, second-key,,")
+    monkeypatch.setenv("AI_ARTIST_SERVER__ALLOWED_HOSTS", "studio.lan")
+    config = load_config()
+    assert config.server.api_keys == ["first-key", "second-key"] and config.server.allowed_hosts == ["studio.lan"]
+    monkeypatch.delenv("AI_ARTIST_SERVER__API_KEYS")
+    assert load_config().server.api_keys == []  # config.yaml's default: no key on loopback

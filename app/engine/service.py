@@ -27,7 +27,7 @@ from ..protocol import (
     UploadResponse,
     WorkerView,
 )
-from .errors import InvalidRequest, JobAlreadyFinished, JobNotFound, QueueUnavailable
+from .errors import InvalidRequest, JobAlreadyFinished, JobNotFound, QueueFull, QueueUnavailable
 from .events import EventBus
 from .inputs import InputStore
 from .journal import JobJournal
@@ -137,6 +137,7 @@ class Engine:
         if problems:
             raise InvalidRequest(problems)
         self._queue.check_room()
+        self._check_client_room(client)
         if self._remote is not None and not self._remote.available:
             raise QueueUnavailable(self._remote.problem)
         session_id = str(uuid.uuid4())
@@ -145,6 +146,12 @@ class Engine:
         position = self._queue.put(session_id, client=client, model=pipeline.model_id)
         self._journal.queued(session_id, position)
         return session_id, position
+
+    def _check_client_room(self, client: str) -> None:
+        limit = self.settings.queue.max_pending_per_client
+        if client and self._store.queued_count(client) >= limit:
+            raise QueueFull(f"too many jobs waiting from this client ({limit} queued; "
+                            f"queue.max_pending_per_client = {limit}); try again when some have run")
 
     def upload(self, data: bytes) -> UploadResponse:
         """Keep an input image (PNG, JPEG or WebP) under a name any job can use as `init_image` or

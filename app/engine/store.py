@@ -128,6 +128,11 @@ class Store:
             ).fetchall()
         return [_record(row) for row in rows], total
 
+    def queued_count(self, client: str) -> int:
+        """How many of `client`'s jobs wait in the queue (queue.max_pending_per_client)."""
+        sql = "SELECT COUNT(*) FROM jobs WHERE status = 'queued' AND client = ?"  # the status index finds them
+        return self._execute(sql, (client,)).fetchone()[0]
+
     def unfinished_jobs(self) -> list[JobRecord]:
         rows = self._execute(
             "SELECT * FROM jobs WHERE status IN ('queued', 'running') ORDER BY created_at, rowid"

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import ctypes
+import errno
 import sys
+from pathlib import Path
 
 OUT_OF_MEMORY_SIGNS = ("out of memory", "can't allocate memory", "not enough memory", "cannot allocate memory")
 
@@ -32,6 +34,10 @@ def release_memory() -> None:
 def describe_failure(error: BaseException) -> str:
     """A message an artist can act on, for any exception a generation raised."""
     text = str(error) or type(error).__name__
+    if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+        where = f" for {Path(error.filename).parent}" if error.filename else ""
+        return (f"Disk full: no space left on the disk{where}; the image was not saved. Free some space and "
+                f"generate again ({text})")
     if is_out_of_memory(error):
         return (
             "Out of memory: try fewer images per batch, a smaller width/height, or enable model CPU offload "

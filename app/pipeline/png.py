@@ -116,8 +116,12 @@ def save_png(image: Image.Image, path: Path, metadata: GenerationMetadata) -> Pa
     info.add_text(JSON_KEY, metadata.model_dump_json())
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".partial")
-    image.save(partial, format="PNG", pnginfo=info)
-    os.replace(partial, path)
+    try:
+        image.save(partial, format="PNG", pnginfo=info)
+        os.replace(partial, path)
+    except BaseException:  # a full disk, a cancelled write: leave no half-written file behind
+        partial.unlink(missing_ok=True)
+        raise
     return path
 
 

@@ -104,7 +104,7 @@ def generate_requests(body: Txt2ImgRequest, engine: Engine) -> list[GenerateRequ
     scheduler, sampler_problems = resolve_sampler(name, body.scheduler, engine.health().model.schedulers)
     problems += sampler_problems
     total = max(body.batch_size, 1) * body.n_iter
-    base_seed = body.seed if body.seed >= 0 else random.SystemRandom().randrange(0, MAX_SEED + 1 - total)
+    base_seed = body.seed if body.seed >= 0 else random.SystemRandom().randrange(0, max(MAX_SEED + 1 - total, 1))
     common = {
         "prompt": body.prompt,
         "negative_prompt": body.negative_prompt,

@@ -39,6 +39,7 @@ from ..protocol import (
 )
 
 router = APIRouter()
+MAX_OFFSET = 2**62  # SQLite's integers are 64-bit: a larger offset is a 422, not a 500
 ERRORS = {404: {"model": ErrorBody}, 409: {"model": ErrorBody}, 429: {"model": ErrorBody}, 503: {"model": ErrorBody}}
 
 
@@ -120,7 +121,7 @@ async def get_job(session_id: str, engine: EngineDep) -> JobView:
 async def list_jobs(
     engine: EngineDep,
     status: JobStatus | None = None,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> JobPage:
     """Jobs, newest first, optionally only those with one status."""
@@ -142,7 +143,7 @@ async def cancel_job(session_id: str, engine: EngineDep) -> JobView:
 @router.get("/api/gallery", response_model=GalleryPage, tags=["gallery"])
 async def gallery(
     engine: EngineDep,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> GalleryPage:
     """Every generated image, newest first, with its parameters."""

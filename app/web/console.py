@@ -14,6 +14,8 @@ from ..config import Settings, log_file_in
 from ..engine import Engine
 from ..engine.events import ModelChanged, ModelEvent
 from ..pipeline.values import display_name
+from .auth import generate_key
+from .origins import is_loopback
 
 launch_log = logging.getLogger("app.launch")
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -48,9 +50,32 @@ def studio_urls(host: str, port: int) -> list[str]:
     return [f"http://{shown}:{port}/"]
 
 
-def announce_launch(settings: Settings, log_file: Path) -> None:
+def announce_access(settings: Settings) -> str | None:
+    """Off loopback with no key: generate one (returned, to be shown once) unless `server.no_auth`, which
+    gets a warning line instead."""
+    server = settings.server
+    if server.api_keys or is_loopback(server.host):
+        return None
+    if server.no_auth:
+        launch_log.warning("--no-auth: %s is served on %s without any key; anyone who can reach it can use it",
+                           settings.server.title, server.host)
+        return None
+    key = generate_key()
+    server.api_keys = [key]
+    return key
+
+
+def announce_launch(settings: Settings, log_file: Path, generated_key: str | None = None) -> None:
     model = settings.model
-    launch_log.info("AI Artist studio: %s", "  ".join(studio_urls(settings.server.host, settings.server.port)))
+    urls = studio_urls(settings.server.host, settings.server.port)
+    if generated_key is not None:  # printed once, to the console only: never into the log file
+        print("No API key configured for a non-loopback host: generated one. Open the studio with it:", flush=True)
+        print("  " + "  ".join(f"{url}?token={generated_key}" for url in urls), flush=True)
+        print("(set server.api_keys or --api-key to choose your own; --no-auth to serve without one)", flush=True)
+    else:
+        launch_log.info("AI Artist studio: %s", "  ".join(urls))
+    if settings.server.api_keys:
+        launch_log.info("API keys required: %d configured", len(settings.server.api_keys))
     launch_log.info("Loading model %s on %s…", display_name(model.base_model), model.device)
     launch_log.info("Log file: %s", log_file)
 

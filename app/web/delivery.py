@@ -164,6 +164,11 @@ class Connection:
         reason = f"client too slow: more than {self.outbox.limit} messages waiting"
         self._closing = asyncio.get_running_loop().create_task(self._close(TOO_SLOW_CLOSE_CODE, reason))
 
+    def close_for(self, code: int, reason: str) -> None:
+        """Close the socket with `code` and `reason` (a limit passed); `wait_closing` lets it reach the client."""
+        self.stop()
+        self._closing = asyncio.get_running_loop().create_task(self._close(code, reason))
+
     async def wait_closing(self, timeout: float = CLOSE_WAIT_SECONDS) -> None:
         """Let a close we started reach the client (it waits behind what the socket still holds)."""
         if self._closing is not None and not self._closing.done():

@@ -1,6 +1,8 @@
 """Wire the engine into NiceGUI's FastAPI app: REST routes, /ws, pages, start-up and shut-down."""
 from __future__ import annotations
 
+import sqlite3
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,8 +16,13 @@ from ..engine.events import bus
 from ..pipeline.progress_sink import set_session_progress_sink
 from ..protocol import GenerationProgress, progress_text
 from . import a1111, api, openai_edits, openai_images, websocket
-from .console import announce_launch, announce_model_changes, configure_logging
+from .auth import Keys
+from .console import announce_access, announce_launch, announce_model_changes, configure_logging
 from .idle_gc import IdleCollector, exempt_startup_objects
+from .launch_checks import LaunchProblem, check_writable, database_problem
+from .limits import ConnectionCounter
+from .origins import OriginPolicy, is_loopback
+from .security import SecurityGate
 
 
 def collect_garbage_while_idle(engine: Engine) -> Callable[[], None]:
@@ -48,6 +55,23 @@ def serve_websockets_with_sansio() -> None:
         server.config.ws_protocol_class = WebSocketsSansIOProtocol
 
 
+FRAME_FLOOR_BYTES = 2 * 1024 * 1024  # above engine.io's own 1 MB message limit: NiceGUI's socket is unaffected
+
+
+def bound_websocket_frames(max_message_bytes: int) -> Callable[[], None]:
+    """A start-up hook: uvicorn buffers a WebSocket frame whole before anyone sees it (16 MiB by default); keep
+    that to max(server.ws_max_message_bytes, 2 MiB). /ws closes anything over its own limit with 1009."""
+
+    def apply() -> None:
+        from nicegui.server import Server
+
+        server = getattr(Server, "instance", None)
+        if server is not None:
+            server.config.ws_max_size = max(max_message_bytes, FRAME_FLOOR_BYTES)
+
+    return apply
+
+
 def publish_library_progress(session_id: str, step: int, total_steps: int) -> None:
     """The progress sink of `ArtworkGenerator.generate(..., session_id=...)` inside the server's process."""
     bus.publish_threadsafe(
@@ -65,7 +89,17 @@ def build(settings: Settings) -> Engine:
         CORSMiddleware,
         allow_origin_regex=settings.server.cors_origins,
         allow_methods=["GET", "POST"],
-        allow_headers=["Content-Type"],
+        allow_headers=["Content-Type", "Authorization"],
+    )
+    server = settings.server
+    keys = Keys(server.api_keys)
+    web_app.add_middleware(  # added last: outermost, before CORS and everything of NiceGUI's
+        SecurityGate,
+        keys=keys,
+        origins=OriginPolicy(server.cors_origins, local_only_hosts=not keys and is_loopback(server.host),
+                             extra_hosts=server.allowed_hosts),
+        max_body_bytes=server.max_body_bytes,
+        connections=ConnectionCounter(server.max_connections_per_client),
     )
     websocket.manager.bind_engine(engine)
     set_session_progress_sink(publish_library_progress)
@@ -76,20 +110,30 @@ def build(settings: Settings) -> Engine:
     web_app.include_router(openai_images.router)
     web_app.include_router(openai_edits.router)
     web_app.on_startup(serve_websockets_with_sansio)
+    web_app.on_startup(bound_websocket_frames(server.ws_max_message_bytes))
     web_app.on_startup(engine.start)
     web_app.on_startup(collect_garbage_while_idle(engine))
     web_app.on_shutdown(engine.stop)
-    from ..ui import pages
+    from ..ui import pages, signin
 
+    signin.register(web_app, keys)
     pages.register(engine)
     return engine
 
 
 def run(settings: Settings) -> None:
     data_dir = Path(settings.storage.data_dir).resolve()
+    try:
+        check_writable(data_dir)
+    except LaunchProblem as problem:
+        sys.exit(f"ai-artist: {problem}")
     log_file = configure_logging(data_dir)
-    engine = build(settings)
-    announce_launch(settings, log_file)
+    generated_key = announce_access(settings)  # before build: a generated key is one of the keys
+    try:
+        engine = build(settings)
+    except sqlite3.DatabaseError as error:
+        sys.exit(f"ai-artist: {database_problem(data_dir, error)}")
+    announce_launch(settings, log_file, generated_key)
     announce_model_changes(engine)
     ui.run(
         host=settings.server.host,

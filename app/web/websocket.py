@@ -39,6 +39,8 @@ class ConnectionManager:
 
     def __init__(self, outbox_limit: int = 1000) -> None:
         self.outbox_limit = outbox_limit
+        self.max_message_bytes = 65_536  # server.ws_max_message_bytes, set by bind_engine
+        self.max_subscriptions = 256  # server.max_subscriptions_per_connection
         self.connections: dict[WebSocket, Connection] = {}
         self.fan_out = FanOut()
         self._engine: Engine | None = None
@@ -49,6 +51,8 @@ class ConnectionManager:
         self._engine = engine
         if engine is not None:
             engine.events.add_model_listener(self.broadcast_model_loading)
+            self.max_message_bytes = engine.settings.server.ws_max_message_bytes
+            self.max_subscriptions = engine.settings.server.max_subscriptions_per_connection
 
     @property
     def events(self) -> EventBus:
@@ -103,6 +107,9 @@ class ConnectionManager:
         except ValueError as error:
             connection.send(ErrorMessage(error=f"malformed JSON: {error}").model_dump_json())
             return
+        except RecursionError:  # deep nesting (found by tests/test_fuzz.py): an answer, not a dropped socket
+            connection.send(ErrorMessage(error="malformed JSON: nested too deeply").model_dump_json())
+            return
         if not isinstance(data, dict) or data.get("type") not in CLIENT_TYPES:
             kind = data.get("type") if isinstance(data, dict) else None
             connection.send(
@@ -133,6 +140,12 @@ class ConnectionManager:
 
     def _subscribe(self, connection: Connection, message: SubscribeMessage) -> None:
         session_id = message.session_id
+        if session_id not in connection.sessions and len(connection.sessions) >= self.max_subscriptions:
+            connection.send(ErrorMessage(
+                error=f"too many subscriptions on this connection (server.max_subscriptions_per_connection = "
+                f"{self.max_subscriptions}); unsubscribe from finished jobs first", session_id=session_id,
+            ).model_dump_json())
+            return
         try:
             status = self.engine.ensure_session(session_id)
         except JobNotFound as error:
@@ -168,7 +181,16 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     connection = await manager.connect(websocket)
     try:
         while True:
-            manager.handle(connection, await websocket.receive_text())
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                break
+            raw = message.get("text")
+            if raw is None:  # a binary frame: the protocol is JSON text
+                raw = (message.get("bytes") or b"").decode("utf-8", "replace")
+            if len(raw) > manager.max_message_bytes or len(raw.encode()) > manager.max_message_bytes:
+                connection.close_for(1009, f"message over server.ws_max_message_bytes ({manager.max_message_bytes})")
+                break
+            manager.handle(connection, raw)
     except WebSocketDisconnect:
         pass
     except RuntimeError:  # Starlette's WebSocketDisconnected: we closed it (client too slow)

@@ -22,6 +22,7 @@ async def user(model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("AI_ARTIST_MODEL__BASE_MODEL", str(model_dir))
     monkeypatch.setenv("AI_ARTIST_MODEL__CPU_THREADS", "1")
     monkeypatch.setenv("AI_ARTIST_STORAGE__DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("AI_ARTIST_SERVER__ALLOWED_HOSTS", "test")  # the simulation asks for http://test/...
     async with user_simulation(main_file=STUDIO_MAIN) as simulated:
         yield simulated
         await _wait_until_idle(engine())

@@ -27,11 +27,18 @@ const state = {
   imagesShown: false,
 };
 
+// With server.api_keys set, this page is opened as /test/websocket?token=KEY (or after the studio's
+// sign-in, whose session cookie the browser sends along): the key goes to /ws as `?token=` and to the
+// REST calls as `Authorization: Bearer`.
+const TOKEN = new URLSearchParams(location.search).get("token");
+const AUTH_HEADERS = TOKEN ? { Authorization: `Bearer ${TOKEN}` } : {};
+
 // -- connection -----------------------------------------------------------------------------------
 
 function socketUrl() {
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-  return `${scheme}//${location.host}/ws`;
+  const query = TOKEN ? `?token=${encodeURIComponent(TOKEN)}` : "";
+  return `${scheme}//${location.host}/ws${query}`;
 }
 
 function connect() {
@@ -157,7 +164,7 @@ async function generate(event) {
   try {
     const response = await fetch("/api/generate", {
       method: "POST",
-      headers: { "Content-Type": "application/json" },
+      headers: { "Content-Type": "application/json", ...AUTH_HEADERS },
       body: JSON.stringify(body),
     });
     const data = await response.json();
@@ -194,7 +201,7 @@ function describeDetail(detail) {
 
 async function loadJob() {
   // A client that missed the terminal message (e.g. the server restarted) reads the job over REST.
-  const response = await fetch(`/api/jobs/${state.sessionId}`);
+  const response = await fetch(`/api/jobs/${state.sessionId}`, { headers: AUTH_HEADERS });
   if (!response.ok) return;
   const job = await response.json();
   if (job.status === "completed") {
