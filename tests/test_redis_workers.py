@@ -104,7 +104,9 @@ async def test_cancel_reaches_a_remote_worker(start_server, start_worker, redis_
         assert answer.status_code == 200
         done = await ws.recv_until(for_session(session_id, is_terminal), timeout=60)
         assert done[-1]["type"] == "generation_cancelled"
+        at_cancel = answer.json()["step"]  # the step the server had stored when it sent the cancel
         view = (await http.get(f"/api/jobs/{session_id}")).json()
+        assert view["step"] <= at_cancel + 3, (at_cancel, view["step"])  # the step running, and those on their way
         assert view["status"] == "cancelled" and view["step"] < 150
         server.wait_until(idle_workers(1), 30)
         quick = await submit(http, num_inference_steps=2)  # the worker goes on with the next job
