@@ -189,3 +189,23 @@ async def test_a_job_whose_workers_keep_dying_fails_after_max_attempts(start_ser
         quick = await submit(http, num_inference_steps=2)
         await ws.subscribe(quick)
         assert (await ws.recv_until(for_session(quick, is_terminal)))[-1]["type"] == "generation_complete"
+
+
+async def test_a_worker_started_while_redis_is_down_joins_when_it_is_back(start_server, start_worker, redis_server):
+    redis_server.stop()
+    worker = start_worker(redis_server.url, "early", {"AI_ARTIST_QUEUE__HEARTBEAT_TIMEOUT": HEARTBEAT})
+    async with asyncio.timeout(120):  # its model is loaded and it waits for Redis
+        while "); retrying" not in worker.output():
+            assert worker.process.poll() is None, worker.output()
+            await asyncio.sleep(0.1)
+    redis_server.start()
+    server = start_server(env=redis_env(redis_server.url), wait_for_model=False)
+    try:
+        server.wait_until(idle_workers(1), 120)
+    except TimeoutError:
+        raise TimeoutError(worker.output()) from None
+    assert worker.process.poll() is None
+    async with httpx.AsyncClient(base_url=server.base_url) as http, WsClient(server.ws_url) as ws:
+        session_id = await submit(http, num_inference_steps=2)
+        await ws.subscribe(session_id)
+        assert (await ws.recv_until(for_session(session_id, is_terminal)))[-1]["type"] == "generation_complete"

@@ -97,8 +97,12 @@ class RemoteWorker:
                      self.pipeline.device, self.stream)
             while not self.stopping.is_set():
                 taken = await self._next_job()
-                if taken is not None:
+                if taken is None:
+                    continue
+                try:
                     await self._run(*taken)
+                except RedisError as error:  # its entry stays pending: taken again (here or elsewhere) later
+                    log.warning("worker %s: Redis went away while starting a job (%s)", self.name, error)
         finally:
             try:  # what was reported reaches Redis before the worker leaves (unless Redis is away)
                 await asyncio.wait_for(self._outbox.join(), 10)
@@ -115,11 +119,18 @@ class RemoteWorker:
             await self.redis.aclose()
 
     async def _ensure_group(self) -> None:
-        try:
-            await self.redis.xgroup_create(self.stream, WORKER_GROUP, id="0", mkstream=True)
-        except ResponseError as error:
-            if "BUSYGROUP" not in str(error):
-                raise
+        """The job stream's consumer group exists (waits for Redis to be reachable)."""
+        while not self.stopping.is_set():
+            try:
+                await self.redis.xgroup_create(self.stream, WORKER_GROUP, id="0", mkstream=True)
+                return
+            except ResponseError as error:
+                if "BUSYGROUP" not in str(error):
+                    raise
+                return
+            except RedisError as error:
+                log.warning("worker %s: Redis unreachable (%s); retrying", self.name, error)
+                await asyncio.wait([asyncio.ensure_future(self.stopping.wait())], timeout=1)
 
     def view(self) -> WorkerView:
         return WorkerView(
