@@ -1,11 +1,12 @@
-"""`python -m app` / `ai-artist`: parse flags, load config, serve the studio, REST and /ws."""
+"""`python -m app` / `ai-artist`: parse flags, load config, serve the studio, REST and /ws; or, as
+`python -m app worker --redis URL`, run a remote worker (app/remote/cli.py)."""
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
 
-from .config import ConfigError, load_config
+from .config import ConfigError, check_workers, load_config
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -15,6 +16,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=None, help="port to listen on (default from config: 8000)")
     parser.add_argument("--data-dir", type=Path, default=None, help="where images, the database and logs go")
     parser.add_argument("--model", default=None, help="model to load: local folder, hub id or .safetensors file")
+    parser.add_argument("--workers", type=int, default=None, metavar="N",
+                        help="generation processes in this server (workers.local; 0: remote workers only)")
+    parser.add_argument("--redis", default=None, metavar="URL",
+                        help="queue jobs in Redis (queue.backend redis) at URL, e.g. redis://host:6379/0")
     parser.add_argument("--api-key", action="append", default=None, metavar="KEY",
                         help="require this key (repeatable; adds to server.api_keys)")
     parser.add_argument("--no-auth", action="store_true",
@@ -23,6 +28,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["worker"]:  # a worker on another machine: no web server, no database
+        from .remote.cli import main as worker_main
+
+        worker_main(argv[1:])
+        return
     args = parse_args(argv)
     try:
         settings = load_config(args.config)
@@ -39,6 +50,11 @@ def main(argv: list[str] | None = None) -> None:
         if args.model is not None:  # a relative path is relative to where the command runs
             settings.model.base_model = args.model
             settings.model.base_model = settings.resolved_model(Path.cwd())
+        if args.workers is not None:
+            settings.workers.local = args.workers
+        if args.redis is not None:
+            settings.queue.backend, settings.queue.redis_url = "redis", args.redis
+        check_workers(settings, "the flags")
     except (ConfigError, ValueError) as error:
         sys.exit(f"ai-artist: {error}")
     from .web.server import run

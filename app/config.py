@@ -112,6 +112,24 @@ class QueueSettings(_Section):
     max_pending: int = Field(100, ge=1, le=100_000)
     max_attempts: int = Field(2, ge=1, le=10)
     max_pending_per_client: int = Field(50, ge=1, le=100_000)
+    backend: Literal["local", "redis"] = Field("local", description="local: in this server; redis: a Redis Stream.")
+    redis_url: str | None = Field(None, description="redis://host:6379/0; required for backend redis.")
+    heartbeat_timeout: float = Field(
+        10, ge=1, le=600, description="Seconds without a heartbeat before a remote worker's job is taken over."
+    )
+
+
+class WorkerSettings(_Section):
+    """Generation processes inside this server (remote workers join over Redis: docs/scaling.md)."""
+
+    local: int = Field(1, ge=0, le=64, description="Local generation processes; 0: remote workers only.")
+    devices: list[str] = Field(
+        default_factory=list, description="One local worker per entry (e.g. cuda:0, cuda:1); overrides `local`."
+    )
+
+    def local_devices(self, default: str) -> list[str]:
+        """The device of each local worker."""
+        return list(self.devices) if self.devices else [default] * self.local
 
 
 class PreviewSettings(_Section):
@@ -139,6 +157,7 @@ class Settings(_ReadsLikeADict, BaseSettings):
     queue: QueueSettings = QueueSettings()
     previews: PreviewSettings = PreviewSettings()
     uploads: UploadSettings = UploadSettings()
+    workers: WorkerSettings = WorkerSettings()
 
     def lora_folder(self) -> Path:
         """Where LoRA files are looked up: model.lora_dir, or <data_dir>/loras."""
@@ -209,12 +228,23 @@ def load_config(path: str | Path | None = None) -> Settings:
     except ValidationError as exc:
         problems = "; ".join(_describe(error) for error in exc.errors())
         raise ConfigError(f"invalid configuration in {config_path}: {problems}") from None
+    check_workers(settings, config_path)
     base_dir = config_path.resolve().parent
     settings.model.base_model = settings.resolved_model(base_dir)
     settings.model.single_file_config = _local_path(settings.model.single_file_config, base_dir)
     settings.previews.taesd_dir = _local_path(settings.previews.taesd_dir, base_dir)
     settings.model.lora_dir = _local_path(settings.model.lora_dir, base_dir)
     return settings
+
+
+def check_workers(settings: Settings, where: object = "the settings") -> None:
+    """Raise ConfigError when no worker could run a job, or the Redis backend has no URL."""
+    if settings.queue.backend == "redis" and not settings.queue.redis_url:
+        raise ConfigError(f"invalid configuration in {where}: queue.backend redis needs queue.redis_url")
+    if settings.queue.backend == "local" and not settings.workers.local_devices(settings.model.device):
+        raise ConfigError(
+            f"invalid configuration in {where}: workers.local is 0 with queue.backend local: nothing would run jobs"
+        )
 
 
 def _local_path(value: Path | None, base_dir: Path) -> Path | None:

@@ -160,6 +160,7 @@ class JobView(BaseModel):
     input_urls: dict[str, str] = Field(
         default_factory=dict, description="Where the job's input images are served, by role (init_image, mask_image)."
     )
+    worker: str | None = Field(None, description="The name of the worker it runs (or ran) on; null before it started.")
 
 
 class JobPage(BaseModel):
@@ -234,10 +235,39 @@ class QueueHealth(BaseModel):
     running: int
 
 
+WorkerState = Literal["loading", "idle", "busy", "gone"]
+
+
+class WorkerView(BaseModel):
+    """One generation worker, as `GET /api/workers` lists it: a process of this server or a remote one."""
+
+    id: str
+    name: str
+    host: str
+    device: str | None
+    model: str = Field(
+        description="The model it holds (or is loading): a local worker's model id, a remote worker's model name "
+        "(what jobs are routed by)."
+    )
+    state: WorkerState = Field(description="gone: a remote worker that stopped sending heartbeats.")
+    session_id: str | None = Field(None, description="The job it runs while busy.")
+    jobs_done: int
+    last_seen: datetime
+
+
+class WorkersHealth(BaseModel):
+    total: int
+    idle: int
+    busy: int
+    loading: int
+    gone: int
+
+
 class Health(BaseModel):
     status: Literal["ok"] = "ok"
     model: ModelHealth
     queue: QueueHealth
+    workers: WorkersHealth
 
 
 class ErrorBody(BaseModel):
@@ -353,6 +383,7 @@ class GenerationStarted(SessionMessage):
     type: Literal["generation_started"] = "generation_started"
     total_steps: int
     model: str
+    worker: str = Field("", description="The name of the worker running it (again, after a worker died).")
 
 
 class GenerationProgress(SessionMessage):

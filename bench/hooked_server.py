@@ -59,6 +59,18 @@ def main(argv: list[str]) -> None:
         elif now - collection_began[0] > 0.001:
             stamps["gc"].append([collection_began[0], (now - collection_began[0]) * 1000, info["generation"]])
 
+    from app.engine.remote import RemoteWorkers
+
+    original_handle = RemoteWorkers._handle
+
+    async def handle(self: RemoteWorkers, event: Any) -> None:
+        """The same for a remote worker's step (queue.backend redis): its event carries the callback's time."""
+        if event.kind == "step" and "at" in event.data:
+            callback_time[(event.session_id, event.data["step"])] = event.data["at"]
+        await original_handle(self, event)
+
+    RemoteWorkers._handle = handle  # type: ignore[method-assign]
+
     import gc
 
     gc.callbacks.append(on_gc)

@@ -17,7 +17,20 @@ import time
 import traceback
 from pathlib import Path
 
-from . import capacity, compat, img2img, latency, lora_switch, overhead, queue_gap, slow_client, soak, startup, studio
+from . import (
+    capacity,
+    compat,
+    img2img,
+    latency,
+    lora_switch,
+    overhead,
+    queue_gap,
+    slow_client,
+    soak,
+    startup,
+    studio,
+    workers,
+)
 from .common import (
     PROJECT_ROOT,
     WORK_ROOT,
@@ -32,6 +45,7 @@ from .common import (
 
 BENCHES = [
     "startup", "overhead", "img2img", "lora_switch", "latency", "queue_gap", "slow_client", "compat", "capacity", "studio",
+    "workers",
     "soak",
 ]
 FINDINGS = (Path(__file__).parent / "FINDINGS.md").read_text()  # appended to a full run's table
@@ -101,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
                     rows += startup.run(ctx)
                 elif name == "studio":
                     rows += studio.run(ctx)  # its own server (with a loop probe) and chromium
+                elif name == "workers":
+                    rows += workers.run(ctx)  # servers with 1 and 2 local workers, remote workers and a redis-server
                 elif name == "lora_switch":
                     rows += lora_switch.run(ctx)  # the generation process's code in a process of its own
                 elif name == "soak":

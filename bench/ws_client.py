@@ -135,6 +135,8 @@ class WsClient(asyncio.Protocol):
                 if '"subscribed"' in text:
                     self.subscribed += 1
                     woke = True
+                elif '"generation_started"' in text:
+                    woke = True  # bench/workers.py waits for a job to start again elsewhere
                 for kind in TERMINAL_TYPES:
                     if kind in text:
                         self.terminals.add(json.loads(text)["session_id"])

@@ -41,14 +41,15 @@ def queue_text(position: int | None) -> str:
 
 
 def status_line(job: LiveJob) -> str:
-    """The card's one line under the bar: queue position, "step 15/30 · about 3 s left", the steps done, or
-    why the job failed."""
+    """The card's one line under the bar: queue position, "step 15/30 · about 3 s left · on local-2", the
+    steps done and where, or why the job failed."""
+    where = f"on {job.worker}" if job.worker else ""
     if job.status == "queued":
         return queue_text(job.position)
     if job.status == "running":
-        return " · ".join(part for part in (job.step_text, eta_text(job.eta_seconds)) if part)
+        return " · ".join(part for part in (job.step_text, eta_text(job.eta_seconds), where) if part)
     if job.status == "completed":
-        return job.step_text
+        return " · ".join(part for part in (job.step_text, where) if part)
     if job.status == "failed":
         return job.error
     return ""  # cancelled: the chip says it
@@ -111,7 +112,7 @@ def _status_line(job: LiveJob) -> None:
                      remove="opacity-70" if failed else "text-negative text-sm")
         return status_line(job)
 
-    for field in ("status", "step", "position", "eta_seconds", "error"):
+    for field in ("status", "step", "position", "eta_seconds", "error", "worker"):
         line.bind_text_from(job, field, backward=text)
 
 

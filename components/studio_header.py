@@ -1,4 +1,4 @@
-"""The header: the studio's name, the loaded model and its state, the queue, and light/dark mode."""
+"""The header: the studio's name, the loaded model and its state, the queue, the workers, and light/dark mode."""
 from __future__ import annotations
 
 from nicegui import ui
@@ -16,10 +16,17 @@ DARK_MODE_CYCLE = {None: (True, "dark_mode", "Dark"), True: (False, "light_mode"
 def queue_summary(pending: int, running: int) -> str:
     if not pending and not running:
         return "idle"
-    parts = ["1 running"] if running else []
+    parts = [f"{running} running"] if running else []
     if pending:
         parts.append(f"{pending} waiting")
     return ", ".join(parts)
+
+
+def workers_summary(total: int, busy: int) -> str:
+    """"2 workers, 1 busy"; "no worker" while none is there (remote workers only, none joined yet)."""
+    if not total:
+        return "no worker"
+    return f"{total} worker{'s' if total != 1 else ''}, {busy} busy"
 
 
 def studio_header(status: StudioStatus) -> None:
@@ -44,6 +51,12 @@ def studio_header(status: StudioStatus) -> None:
             queue = ui.label().classes("text-xs opacity-80 max-sm:hidden").mark("queue-summary")
             queue.bind_text_from(status, "pending", backward=lambda _: queue_summary(status.pending, status.running))
             queue.bind_text_from(status, "running", backward=lambda _: queue_summary(status.pending, status.running))
+            workers = ui.label().classes("text-xs opacity-80 max-sm:hidden").mark("workers-summary") \
+                .tooltip("Generation workers (GET /api/workers lists them)")
+            for field in ("workers_total", "workers_busy"):
+                workers.bind_text_from(
+                    status, field, backward=lambda _: workers_summary(status.workers_total, status.workers_busy)
+                )
             mode_button = ui.button(icon="brightness_auto").props('flat round dense color=white aria-label="Light / dark / follow system"') \
                 .mark("dark-mode").tooltip("Light / dark / follow system")
 

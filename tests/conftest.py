@@ -11,6 +11,7 @@ import pytest
 
 pytest_plugins = [
     "tests.fixtures.servers", "tests.fixtures.families", "tests.fixtures.family_servers", "tests.fixtures.browser",
+    "tests.fixtures.redis",
 ]
 
 

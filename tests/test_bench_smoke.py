@@ -15,7 +15,7 @@ from tests.server_process import PROJECT_ROOT
 pytestmark = [pytest.mark.bench, pytest.mark.browser, pytest.mark.slow]
 
 BENCHES = ("start-up", "overhead", "img2img", "lora switch", "progress latency", "queue", "slow client", "compat",
-           "capacity", "studio", "soak")
+           "capacity", "studio", "soak", "workers")
 NUMBER = re.compile(r"^-?\d+(\.\d+)?( / -?\d+(\.\d+)?)?$")
 
 
@@ -32,7 +32,7 @@ def test_smoke_run_writes_a_table_of_numbers(tmp_path, model_dir):
     result = subprocess.run(
         [sys.executable, "-m", "bench.run", "--smoke", "--model", str(model_dir), "--out", str(out),
          "--work", str(tmp_path / "work")],
-        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=900,
+        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=1200,  # bench/workers.py starts five servers
     )
     assert result.returncode == 0, result.stderr[-4000:]
     text = out.read_text()

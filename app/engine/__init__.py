@@ -11,6 +11,7 @@ from .errors import (
     ModelBusy,
     ModelUnavailable,
     QueueFull,
+    QueueUnavailable,
 )
 from .inputs import InputProblem, InputTooLarge
 from .requests import PreparedRequest
@@ -18,5 +19,5 @@ from .service import Engine
 
 __all__ = [
     "Engine", "InputProblem", "InputTooLarge", "InvalidRequest", "JobAlreadyFinished", "JobNotFound", "ModelBusy",
-    "ModelUnavailable", "PreparedRequest", "QueueFull",
+    "ModelUnavailable", "PreparedRequest", "QueueFull", "QueueUnavailable",
 ]

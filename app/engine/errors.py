@@ -23,6 +23,10 @@ class QueueFull(Exception):
     pass
 
 
+class QueueUnavailable(QueueFull):
+    """The job queue (Redis) cannot be reached: REST answers 503; faces that know only QueueFull still say why."""
+
+
 class JobAlreadyFinished(Exception):
     pass
 

@@ -37,9 +37,11 @@ class JobJournal:
         """Waiting at `position` (the store already holds the job as queued)."""
         self.events.publish(GenerationQueued(session_id=session_id, position=position))
 
-    def started(self, session_id: str, seed: int, total_steps: int, model_name: str) -> None:
-        self.store.mark_running(session_id, seed, total_steps)
-        self.events.publish(GenerationStarted(session_id=session_id, total_steps=total_steps, model=model_name))
+    def started(self, session_id: str, seed: int, total_steps: int, model_name: str, worker: str = "") -> None:
+        self.store.mark_running(session_id, seed, total_steps, worker)
+        self.events.publish(
+            GenerationStarted(session_id=session_id, total_steps=total_steps, model=model_name, worker=worker)
+        )
 
     def progressed(self, session_id: str, step: int, total_steps: int, eta_seconds: float | None) -> None:
         self.store.update_step(session_id, step, eta_seconds)

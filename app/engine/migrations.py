@@ -59,7 +59,14 @@ def _v3_job_client(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE jobs ADD COLUMN client TEXT NOT NULL DEFAULT ''")
 
 
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1_jobs_and_gallery, _v2_job_eta, _v3_job_client)
+def _v4_job_worker(db: sqlite3.Connection) -> None:
+    """The name of the worker a job runs (or ran) on, for its view and the studio's job card."""
+    db.execute("ALTER TABLE jobs ADD COLUMN worker TEXT NOT NULL DEFAULT ''")
+
+
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
+    _v1_jobs_and_gallery, _v2_job_eta, _v3_job_client, _v4_job_worker,
+)
 LATEST_VERSION = len(MIGRATIONS)
 
 

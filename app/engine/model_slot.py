@@ -1,6 +1,7 @@
-"""The model the engine runs jobs on: its generation process, loading, switching and crash reload.
+"""The model one local worker runs jobs on: its generation process, loading, switching and crash reload.
 
-One model is current at a time. A switch starts loading the new model in a new generation process once
+Each local worker (`workers.local`, `workers.devices`) has its own slot and process; the engine switches
+them all together, so one model is current at a time and every slot has the same epoch. A switch starts loading the new model in a new generation process once
 the job running on the previous one has finished and that process has been closed (so its memory is
 returned first). Every job remembers the epoch of the model it was queued for; a job queued before a
 switch never runs on the new model. If the generation process dies, the model is loaded again in a new
@@ -43,8 +44,12 @@ class ModelSlot:
         data_dir: Path,
         not_running: Callable[[], Awaitable[object]],
         lora_dir: Path | None = None,
+        device: str | None = None,
+        job_epochs: dict[str, int] | None = None,
+        on_settled: Callable[[], None] | None = None,
     ) -> None:
         self.settings = settings
+        self.device = device or settings.device  # workers.devices: this worker's own device
         self.events = events
         self.data_dir = data_dir
         self.lora_dir = lora_dir or data_dir / "loras"
@@ -52,12 +57,17 @@ class ModelSlot:
         self.current = LoadedModel(self._new_pipeline(settings.base_model))
         self._settled = asyncio.Event()
         self._retiring: set[PipelineProcess] = set()  # a switch's previous model, until it is closed
-        self._job_epochs: dict[str, int] = {}  # jobs queued in this process -> model epoch
+        self._job_epochs: dict[str, int] = {} if job_epochs is None else job_epochs  # job -> model epoch (shared)
+        self._on_settled = on_settled  # the queue looks again: this worker may take jobs of its model now
         self._tasks: list[asyncio.Task[None]] = []
 
     @property
     def pipeline(self) -> PipelineProcess:
         return self.current.pipeline
+
+    @property
+    def loading(self) -> bool:
+        return self.current.state == "loading"
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -83,7 +93,7 @@ class ModelSlot:
 
         spec = ModelSpec(
             model_id,
-            device=options.device,
+            device=self.device,
             dtype=options.dtype,
             cpu_threads=options.cpu_threads,
             options=ModelOptions(
@@ -123,24 +133,28 @@ class ModelSlot:
         if loaded is self.current:
             self._settled.set()
             self._announce()
+            if self._on_settled is not None:
+                self._on_settled()
 
     def _announce(self) -> None:
         self.events.publish_model(ModelChanged(model=self.current.pipeline.model_id, state=self.current.state))
 
     # -- switching and crashes ------------------------------------------------------------------
 
-    def switch(self, reference: str) -> PipelineProcess:
-        """Begin loading another model; returns the previous model's process (still closing)."""
-        if self.current.state == "loading":
+    def switch(self, reference: str, load: bool = True) -> PipelineProcess:
+        """Begin loading another model; returns the previous model's process (still closing). With `load`
+        false (no local worker: remote workers only) the slot only describes the new model."""
+        if self.current.state == "loading" and load:
             raise ModelBusy(
                 f"model {self.pipeline.model_id!r} is still loading; wait until GET /api/health "
                 "shows ready or error, then switch"
             )
         source = resolve_source(reference, self.settings.single_file_config)  # ModelUnavailable names what is missing
         previous = self.pipeline
-        self._retiring.add(previous)
         self.current = LoadedModel(self._new_pipeline(source.location), "loading", epoch=self.current.epoch + 1)
-        self._load_in_background(previous)
+        if load:
+            self._retiring.add(previous)
+            self._load_in_background(previous)
         log.info("switching model %s -> %s", previous.model_id, self.pipeline.model_id)
         return previous
 

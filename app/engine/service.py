@@ -7,9 +7,11 @@ import asyncio
 import logging
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..config import Settings
 from ..pipeline.values import SizeLimits
+from ..pipeline.values import display_name as model_name
 from ..protocol import (
     TERMINAL_STATUSES,
     GalleryPage,
@@ -23,20 +25,23 @@ from ..protocol import (
     ModelSwitchResponse,
     QueueHealth,
     UploadResponse,
+    WorkerView,
 )
-from .errors import InvalidRequest, JobAlreadyFinished, JobNotFound, QueueFull
+from .errors import InvalidRequest, JobAlreadyFinished, JobNotFound, QueueFull, QueueUnavailable
 from .events import EventBus
 from .inputs import InputStore
 from .journal import JobJournal
 from .loras import LoraLibrary
-from .model_slot import ModelSlot
+from .pool import WorkerPool, summary
 from .previews import PreviewStore, StoredPreview
 from .queue import JobQueue
 from .recovery import recover_unfinished_jobs
 from .requests import PreparedRequest, check, prepare
 from .store import JobRecord, Store
 from .views import gallery_item, job_view, stored_events, upload_url
-from .worker import JobWorker
+
+if TYPE_CHECKING:
+    from .remote import RemoteWorkers
 
 log = logging.getLogger(__name__)
 
@@ -53,58 +58,59 @@ class Engine:
         self._queue = JobQueue(settings.queue.max_pending)
         self._previews = PreviewStore()
         self._journal = JobJournal(self._store, events, self._previews, self.images_dir)
-        self._worker: JobWorker | None = None
         self.inputs = InputStore(
             self.data_dir / "inputs", self.images_dir, settings.uploads.max_bytes, settings.uploads.max_side
         )
         self.loras = LoraLibrary(settings.lora_folder())
         if settings.model.lora_dir is None:
             self.loras.folder.mkdir(parents=True, exist_ok=True)  # so the artist sees where LoRAs go
-        self._model = ModelSlot(
-            settings.model, events, self.data_dir, not_running=self._no_job_running, lora_dir=self.loras.folder
-        )
-        self._worker_task: asyncio.Task[None] | None = None
+        self._model = WorkerPool(settings, events, self.data_dir, self._queue, self.loras.folder)
+        self._worker_tasks: list[asyncio.Task[None]] = []
+        self._remote: RemoteWorkers | None = None
+        if settings.queue.backend == "redis":
+            from .remote import RemoteWorkers  # the redis client is imported only when it is used
+
+            self._remote = RemoteWorkers(
+                settings, self._store, self._journal, self._queue, self.images_dir, self.inputs, self.loras,
+                size_limits=lambda: self._model.pipeline.size_limits, current_model=lambda: self._model.pipeline.model_id,
+            )
         self._lora_scan: asyncio.Future[None] | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
 
     async def start(self) -> None:
         self.events.attach_loop(asyncio.get_running_loop())
-        self._worker = JobWorker(
-            self._store, self._journal, self._queue, self._model, str(self.images_dir), self.settings.previews,
-            self.inputs, self.loras,
+        held = await self._remote.start() if self._remote is not None else set()
+        recover_unfinished_jobs(
+            self._store, self._queue, self._journal, self.settings.queue.max_attempts, frozenset(held)
         )
-        recover_unfinished_jobs(self._store, self._queue, self._journal, self.settings.queue.max_attempts)
-        self._model.start()
-        self._worker_task = asyncio.get_running_loop().create_task(self._worker.run_forever())
+        self._worker_tasks = self._model.start(
+            self._store, self._journal, str(self.images_dir), self.inputs, self.loras
+        )
         self._lora_scan = asyncio.ensure_future(asyncio.to_thread(self.loras.warm))  # hashes read before jobs ask
 
     async def stop(self) -> None:
-        """Orderly shut-down: a running job goes back to the queue without using up one of its attempts."""
-        interrupted = self._worker.running_id if self._worker is not None else None
-        if self._worker_task is not None:
-            self._worker_task.cancel()
-        await self._model.stop()
-        if interrupted is not None:
+        """Orderly shut-down: running jobs go back to the queue without using up one of their attempts."""
+        for task in self._worker_tasks:
+            task.cancel()
+        for interrupted in await self._model.stop():
             self._store.requeue(interrupted, refund_attempt=True)
+        if self._remote is not None:
+            await self._remote.stop()  # jobs on remote workers go on; their outcome is read after a restart
         self._store.close()
 
     def is_idle(self) -> bool:
-        """No job runs (the worker waits for one, or for the model)."""
-        return self._worker is not None and self._worker.idle.is_set()
+        """No job runs (every worker waits for one, or for its model)."""
+        return self._model.is_idle()
 
     async def wait_until_idle(self) -> None:
-        """Until no job runs (the worker waits for one, or for the model)."""
-        assert self._worker is not None, "the engine is not started"
-        await self._worker.idle.wait()
+        """Until no job runs (every worker waits for one, or for its model)."""
+        assert self._worker_tasks, "the engine is not started"
+        await self._model.wait_until_idle()
 
     async def wait_for_model(self) -> str | None:
         """Until the current model is ready (None) or failed to load (its error)."""
         return await self._model.wait_until_settled()
-
-    async def _no_job_running(self) -> None:
-        if self._worker is not None:
-            await self._worker.not_running.wait()
 
     # -- jobs -----------------------------------------------------------------------------------
 
@@ -132,10 +138,12 @@ class Engine:
             raise InvalidRequest(problems)
         self._queue.check_room()
         self._check_client_room(client)
+        if self._remote is not None and not self._remote.available:
+            raise QueueUnavailable(self._remote.problem)
         session_id = str(uuid.uuid4())
         self._store.create_job(session_id, queued, pipeline.model_name, client)
         self._model.remember_job(session_id)
-        position = self._queue.put(session_id)
+        position = self._queue.put(session_id, client=client, model=pipeline.model_id)
         self._journal.queued(session_id, position)
         return session_id, position
 
@@ -169,10 +177,9 @@ class Engine:
         if self._queue.remove(session_id):
             self._model.forget_job(session_id)
             self._journal.cancelled(session_id)
-            if self._worker is not None:
-                self._worker.announce_positions()
+            self._model.announce_positions()
             return "cancelled"
-        if self._worker is not None and self._worker.cancel_running(session_id):
+        if self._model.cancel_running(session_id) or (self._remote is not None and self._remote.cancel(session_id)):
             return "cancelling"
         raise JobAlreadyFinished(f"job {session_id} is {record.status} and cannot be cancelled now")
 
@@ -246,8 +253,20 @@ class Engine:
         return ModelSwitchResponse(model=current.model_id, state="loading", failed_jobs=failed)
 
     def models(self) -> ModelList:
-        return ModelList(current=self._model.health(), models=self._model.known_models())
+        return ModelList(current=self._model.model_health(), models=self._model.known_models())
 
     def health(self) -> Health:
-        running = 1 if self._worker is not None and self._worker.running_id else 0
-        return Health(model=self._model.health(), queue=QueueHealth(pending=len(self._queue), running=running))
+        workers = self.workers()
+        model = self._model.model_health()
+        if self._model.local_count == 0:  # remote workers only: ready while one holds the model
+            holding = [view for view in workers if view.model == model_name(model.id) and view.state != "gone"]
+            model.state = "ready" if any(view.state != "loading" for view in holding) else "loading"
+        return Health(
+            model=model,
+            queue=QueueHealth(pending=len(self._queue), running=sum(view.state == "busy" for view in workers)),
+            workers=summary(workers),
+        )
+
+    def workers(self) -> list[WorkerView]:
+        """Every worker: the local generation processes, and remote ones over Redis."""
+        return self._model.views() + (self._remote.views() if self._remote is not None else [])

@@ -42,6 +42,7 @@ class JobRecord:
     metadata: GenerationMetadata | None = None
     eta_seconds: float | None = None  # at the latest step, while running
     client: str = ""  # who submitted it (see Engine.submit)
+    worker: str = ""  # the name of the worker it runs (or ran) on
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,7 @@ def _record(row: sqlite3.Row) -> JobRecord:
         metadata=GenerationMetadata.model_validate_json(row["metadata"]) if row["metadata"] else None,
         eta_seconds=row["eta_seconds"],
         client=row["client"],
+        worker=row["worker"],
     )
 
 
@@ -137,11 +139,11 @@ class Store:
         ).fetchall()
         return [_record(row) for row in rows]
 
-    def mark_running(self, job_id: str, seed: int, total_steps: int) -> None:
+    def mark_running(self, job_id: str, seed: int, total_steps: int, worker: str = "") -> None:
         self._execute(
             "UPDATE jobs SET status = 'running', seed = ?, step = 0, total_steps = ?, eta_seconds = NULL,"
-            " attempts = attempts + 1, started_at = ? WHERE id = ?",
-            (seed, total_steps, utcnow().isoformat(), job_id),
+            " attempts = attempts + 1, started_at = ?, worker = ? WHERE id = ?",
+            (seed, total_steps, utcnow().isoformat(), worker, job_id),
         )
 
     def update_step(self, job_id: str, step: int, eta_seconds: float | None) -> None:

@@ -74,6 +74,7 @@ def job_view(record: JobRecord, images_dir: Path, position: int | None) -> JobVi
         started_at=record.started_at,
         finished_at=record.finished_at,
         input_urls=input_urls(record.request),
+        worker=record.worker or None,
     )
 
 
@@ -107,5 +108,9 @@ def stored_events(record: JobRecord, images_dir: Path, position: int | None) -> 
     if record.status == "cancelled":
         return [GenerationCancelled(session_id=record.id, seq=seq)]
     if record.status == "running":
-        return [GenerationStarted(session_id=record.id, seq=seq, total_steps=record.total_steps, model=record.model)]
+        return [
+            GenerationStarted(
+                session_id=record.id, seq=seq, total_steps=record.total_steps, model=record.model, worker=record.worker
+            )
+        ]
     return [GenerationQueued(session_id=record.id, seq=seq, position=position or 1)]

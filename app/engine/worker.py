@@ -1,6 +1,8 @@
-"""The worker: takes queued jobs one at a time and runs each on the current model's generation process.
+"""A local worker: takes queued jobs one at a time and runs each on its own generation process.
 
-It is an asyncio task with no thread of its own. It sends a job to the generation process
+The engine runs one per `workers.local` (or `workers.devices` entry), all taking from the one queue: the
+first free worker takes the next job it can run (`_take_next`). Each is an asyncio task with no thread
+of its own. It sends a job to the generation process
 (app/pipeline/client.py) and turns what the process reports (steps, previews, the outcome) into
 journal entries, on the event loop, as the messages arrive.
 """
@@ -8,18 +10,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
+from datetime import datetime, timezone
 
 from ..config import PreviewSettings
 from ..pipeline.client import PipelineProcess, PipelineStopped
-from ..pipeline.messages import InputImage, JobCancelled, JobFailed, JobSpec, PreviewReady, StepDone
-from ..pipeline.values import LoraRef, denoising_steps, random_seed
-from ..protocol import GenerateRequest
+from ..pipeline.messages import JobCancelled, JobFailed, PreviewReady, StepDone
+from ..pipeline.values import denoising_steps
+from ..protocol import WorkerState, WorkerView
 from .inputs import InputProblem, InputStore
 from .journal import JobJournal
 from .loras import LoraLibrary
 from .model_slot import ModelSlot
-from .queue import JobQueue
+from .queue import JobQueue, QueuedJob
+from .specs import job_spec
 from .store import JobRecord, Store
 
 log = logging.getLogger(__name__)
@@ -50,7 +55,11 @@ class JobWorker:
         previews: PreviewSettings,
         inputs: InputStore,
         loras: LoraLibrary,
+        name: str = "local-1",
     ) -> None:
+        self.name = name
+        self.jobs_done = 0
+        self.last_seen = datetime.now(timezone.utc)
         self.store = store
         self.journal = journal
         self.queue = queue
@@ -69,11 +78,35 @@ class JobWorker:
         running_on = self._running_on
         return self.running_id == session_id and running_on is not None and running_on.cancel(session_id)
 
+    @property
+    def state(self) -> WorkerState:
+        if self.running_id is not None:
+            return "busy"
+        return "loading" if self.model.loading else "idle"
+
+    def view(self) -> WorkerView:
+        if self.state != "busy":
+            self.last_seen = datetime.now(timezone.utc)  # a local worker is seen as long as the server runs
+        holding = self._running_on or self.model.pipeline  # a busy worker finishes on the model it started on
+        return WorkerView(
+            id=self.name, name=self.name, host=socket.gethostname(), device=holding.device,
+            model=holding.model_id, state=self.state, session_id=self.running_id,
+            jobs_done=self.jobs_done, last_seen=self.last_seen,
+        )
+
+    def accepts(self, job: QueuedJob) -> bool:
+        """Model routing: only a job for the model this worker holds, once it has loaded (or failed to)."""
+        return not self.model.loading and job.model in (None, self.model.pipeline.model_id)
+
+    async def _take_next(self) -> str:
+        """The next job for this worker (fair order, routed by model): the one place a job is taken."""
+        return (await self.queue.take(self.accepts)).session_id
+
     async def run_forever(self) -> None:
         while True:
             self.idle.set()
             await self.model.wait_until_settled()  # jobs keep their place in the queue meanwhile
-            session_id = await self.queue.get()
+            session_id = await self._take_next()
             self.idle.clear()
             model_error = await self.model.wait_until_settled()  # a switch may have begun meanwhile
             record = self.store.get_job(session_id)
@@ -97,53 +130,17 @@ class JobWorker:
         for position, waiting_id in enumerate(self.queue.waiting(), start=1):
             self.journal.queued(waiting_id, position)
 
-    def _job_spec(self, record: JobRecord, pipeline: PipelineProcess) -> JobSpec:
-        request = record.request
-        return JobSpec(
-            session_id=record.id,
-            prompt=request.prompt,
-            negative_prompt=request.negative_prompt,
-            num_inference_steps=request.num_inference_steps,
-            guidance_scale=request.guidance_scale,
-            num_images=request.num_images,
-            seed=request.seed if request.seed is not None else random_seed(),
-            width=request.width or pipeline.size_limits.default_width,
-            height=request.height or pipeline.size_limits.default_height,
-            scheduler=request.scheduler,
-            previews=self.previews,
-            images_dir=self.images_dir,
-            init_image=self._input(request.init_image),
-            mask_image=self._input(request.mask_image),
-            strength=request.strength,
-            mask_blur=request.mask_blur,
-            loras=self._loras(request),
-        )
-
-    def _input(self, name: str | None) -> InputImage | None:
-        return None if name is None else InputImage(name, self.inputs.read(name))
-
-    def _loras(self, request: GenerateRequest) -> tuple[LoraRef, ...]:
-        """The job's LoRAs with the content hash of the files the server has now (the generation process,
-        here or on another machine, checks it loads the same ones)."""
-        refs = []
-        for wanted in request.loras:
-            lora = self.loras.get(wanted.name)
-            if lora is None or lora.problem is not None:
-                raise InputProblem(f"the LoRA {wanted.name!r} is no longer in {self.loras.folder}")
-            refs.append(LoraRef(wanted.name, lora.sha256, wanted.weight))
-        return tuple(refs)
-
     async def _run(self, record: JobRecord) -> None:
         pipeline = self.model.pipeline
         try:
-            job = self._job_spec(record, pipeline)
+            job = job_spec(record, pipeline.size_limits, self.previews, self.images_dir, self.inputs, self.loras)
         except InputProblem as problem:
             self.journal.failed(record.id, str(problem))
             return
         self.running_id, self._running_on = record.id, pipeline
         self.not_running.clear()
         total_steps = denoising_steps(job.num_inference_steps, job.strength if job.init_image is not None else None)
-        self.journal.started(record.id, job.seed, total_steps, pipeline.model_name)
+        self.journal.started(record.id, job.seed, total_steps, pipeline.model_name, self.name)
         clock = StepClock()
 
         def on_step(message: StepDone) -> None:
@@ -162,6 +159,8 @@ class JobWorker:
             return
         finally:
             self.running_id, self._running_on = None, None
+            self.jobs_done += 1
+            self.last_seen = datetime.now(timezone.utc)
             self.not_running.set()
         if isinstance(outcome, JobCancelled):
             self.journal.cancelled(record.id)

@@ -26,7 +26,7 @@ def resolve_dtype(dtype: str, device: str) -> Any:
     import torch
 
     if dtype == "auto":
-        return torch.float16 if device in ("cuda", "mps") else torch.float32
+        return torch.float16 if device.split(":")[0] in ("cuda", "mps") else torch.float32  # cuda:1 too
     return getattr(torch, dtype)
 
 
@@ -37,8 +37,8 @@ def place_on_device(pipeline: Any, device: str, options: ModelOptions) -> None:
     vae = getattr(pipeline, "vae", None)
     if options.vae_tiling and vae is not None and hasattr(vae, "enable_tiling"):
         vae.enable_tiling()
-    if options.cpu_offload and device == "cuda":
-        pipeline.enable_model_cpu_offload()
+    if options.cpu_offload and device.split(":")[0] == "cuda":
+        pipeline.enable_model_cpu_offload(device=device)
     else:
         if options.cpu_offload:
             log.warning("model.cpu_offload needs cuda; running on %s without offload", device)

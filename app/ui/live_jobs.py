@@ -60,6 +60,7 @@ class LiveJob:
     num_images: int = 1
     request: GenerateRequest | None = None
     metadata: GenerationMetadata | None = None
+    worker: str = ""  # the worker it runs (or ran) on
 
     @property
     def step_text(self) -> str:
@@ -77,6 +78,7 @@ class LiveJob:
         elif isinstance(event, GenerationStarted):
             self.position, self.step, self.progress = None, 0, 0.0
             self.total_steps, self.status = event.total_steps, "running"
+            self.worker = event.worker
         elif isinstance(event, GenerationProgress):
             self.total_steps, self.step = event.total_steps, event.step
             self.progress = min(event.step / event.total_steps, 1.0) if event.total_steps else 0.0
@@ -110,6 +112,8 @@ class StudioStatus:
     model_error: str = ""
     pending: int = 0
     running: int = 0
+    workers_total: int = 0
+    workers_busy: int = 0
     schedulers: tuple[str, ...] = ()
     size_limits: SizeLimits | None = None
     downloading: bool = False  # a hub download of the loading model is under way (or just finished)
@@ -212,6 +216,7 @@ class LiveJobs:
         if health.model.state != "loading":
             self.status.downloading = False
         self.status.pending = health.queue.pending
+        self.status.workers_total, self.status.workers_busy = health.workers.total, health.workers.busy
         # The worker forgets its running job only after publishing the terminal event: count our own.
         self.status.running = sum(job.status == "running" for job in self.jobs.values())
 
@@ -256,6 +261,7 @@ class LiveJobs:
             num_images=view.request.num_images,
             request=view.request,
             metadata=view.metadata,
+            worker=view.worker or "",
         )
 
     def unfinished(self) -> list[LiveJob]:

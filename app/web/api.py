@@ -18,6 +18,7 @@ from ..engine import (
     ModelBusy,
     ModelUnavailable,
     QueueFull,
+    QueueUnavailable,
 )
 from ..engine.views import IMAGES_ROUTE, UPLOADS_ROUTE
 from ..protocol import (
@@ -34,11 +35,12 @@ from ..protocol import (
     ModelSwitchRequest,
     ModelSwitchResponse,
     UploadResponse,
+    WorkerView,
 )
 
 router = APIRouter()
 MAX_OFFSET = 2**62  # SQLite's integers are 64-bit: a larger offset is a 422, not a 500
-ERRORS = {404: {"model": ErrorBody}, 409: {"model": ErrorBody}, 429: {"model": ErrorBody}}
+ERRORS = {404: {"model": ErrorBody}, 409: {"model": ErrorBody}, 429: {"model": ErrorBody}, 503: {"model": ErrorBody}}
 
 
 def field_errors(problems: list[tuple[str, str]]) -> list[dict[str, object]]:
@@ -69,6 +71,8 @@ async def generate(body: GenerateRequest, engine: EngineDep, request: Request) -
         session_id, position = engine.submit(prepared, client=client_of(request))
     except InvalidRequest as error:
         raise HTTPException(422, detail=field_errors(error.problems)) from None
+    except QueueUnavailable as error:
+        raise HTTPException(503, detail=str(error), headers={"Retry-After": "5"}) from None
     except QueueFull as error:
         raise HTTPException(429, detail=str(error), headers={"Retry-After": "5"}) from None
     return GenerateResponse(session_id=session_id, position=position)
@@ -158,6 +162,12 @@ async def image(name: str, engine: EngineDep) -> FileResponse:
 @router.get("/api/health", response_model=Health, tags=["health"])
 async def health(engine: EngineDep) -> Health:
     return engine.health()
+
+
+@router.get("/api/workers", response_model=list[WorkerView], tags=["health"])
+async def workers(engine: EngineDep) -> list[WorkerView]:
+    """Every worker: the generation processes of this server, and remote ones joined over Redis."""
+    return engine.workers()
 
 
 @router.get(

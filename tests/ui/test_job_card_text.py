@@ -22,3 +22,10 @@ def test_status_line_follows_the_job():
     assert status_line(job) == "Out of memory"
     job.status = "cancelled"
     assert status_line(job) == ""  # the chip says it
+
+
+def test_status_line_says_which_worker_runs_the_job():
+    job = LiveJob(session_id="s", status="running", step=3, total_steps=10, eta_seconds=5, worker="gpu-box-2")
+    assert status_line(job) == "step 3/10 · about 5 s left · on gpu-box-2"
+    job.status, job.step = "completed", 10
+    assert status_line(job) == "step 10/10 · on gpu-box-2"

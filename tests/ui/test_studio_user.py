@@ -25,6 +25,7 @@ async def open_studio(user: User) -> None:
     """Open `/` and wait until the header says the model is ready."""
     await user.open("/")
     await user.should_see(marker="model-state", content="Ready", retries=JOB_TIMEOUT_RETRIES)
+    await user.should_see(marker="workers-summary", content="1 worker, ", retries=1)
     await user.should_see("tiny", retries=1)  # the model's name (the tiny test model's folder)
 
 
@@ -56,6 +57,7 @@ async def test_generate_shows_progress_to_100_percent_then_the_images(user: User
     with user.scope(marker=card):
         await user.should_see("Done", retries=JOB_TIMEOUT_RETRIES)
         await user.should_see("step 10/10")
+        await user.should_see("on local-1")  # where it ran
         assert element(user, "progress").value == 1.0
         image = element(user, "result-image")
     assert image.source.startswith("/images/")
