@@ -234,10 +234,18 @@ class QueueHealth(BaseModel):
     running: int
 
 
+class PreviewHealth(BaseModel):
+    """Live previews since the server started: they are rendered only while someone watches a job."""
+
+    rendered: int = Field(0, description="Previews the generation process rendered and the server received.")
+    watched_jobs: int = Field(0, description="Unfinished jobs someone watches now (their previews are rendered).")
+
+
 class Health(BaseModel):
     status: Literal["ok"] = "ok"
     model: ModelHealth
     queue: QueueHealth
+    previews: PreviewHealth = PreviewHealth()
 
 
 class ErrorBody(BaseModel):

@@ -11,6 +11,7 @@ from pathlib import Path
 from ..config import Settings
 from ..pipeline.values import SizeLimits
 from ..protocol import (
+    TERMINAL_EVENTS,
     TERMINAL_STATUSES,
     GalleryPage,
     GenerateRequest,
@@ -21,7 +22,9 @@ from ..protocol import (
     LoraList,
     ModelList,
     ModelSwitchResponse,
+    PreviewHealth,
     QueueHealth,
+    SessionEvent,
     UploadResponse,
 )
 from .errors import InvalidRequest, JobAlreadyFinished, JobNotFound
@@ -36,6 +39,7 @@ from .recovery import recover_unfinished_jobs
 from .requests import PreparedRequest, check, prepare
 from .store import JobRecord, Store
 from .views import gallery_item, job_view, stored_events, upload_url
+from .watchers import PreviewWatchers
 from .worker import JobWorker
 
 log = logging.getLogger(__name__)
@@ -52,6 +56,8 @@ class Engine:
         self.events.set_seq_store(self._store)
         self._queue = JobQueue(settings.queue.max_pending)
         self._previews = PreviewStore()
+        self._watchers = PreviewWatchers(on_change=self._previews_watched_changed)
+        events.add_global_listener(self._forget_watchers_of_ended_jobs)
         self._journal = JobJournal(self._store, events, self._previews, self.images_dir)
         self._worker: JobWorker | None = None
         self.inputs = InputStore(
@@ -74,6 +80,7 @@ class Engine:
             self._store, self._journal, self._queue, self._model, str(self.images_dir), self.settings.previews,
             self.inputs, self.loras,
         )
+        self._worker.previews_watched = self._watchers.watched
         recover_unfinished_jobs(self._store, self._queue, self._journal, self.settings.queue.max_attempts)
         self._model.start()
         self._worker_task = asyncio.get_running_loop().create_task(self._worker.run_forever())
@@ -207,6 +214,30 @@ class Engine:
         """The latest live preview of a job (kept a while after it ends)."""
         return self._previews.get(session_id)
 
+    # -- who watches previews ---------------------------------------------------------------------
+
+    def watch_previews(self, session_id: str, watcher: object) -> None:
+        """`watcher` (a socket, a page...) shows this job's live previews: they are rendered while anyone does.
+        A finished or unknown job is ignored."""
+        record = self._store.get_job(session_id)
+        if record is not None and record.status not in TERMINAL_STATUSES:
+            self._watchers.watch(session_id, watcher)
+
+    def unwatch_previews(self, session_id: str, watcher: object) -> None:
+        self._watchers.unwatch(session_id, watcher)
+
+    def stop_watching(self, watcher: object) -> None:
+        """`watcher` went away: it watches no job any more."""
+        self._watchers.drop(watcher)
+
+    def _previews_watched_changed(self, session_id: str, watched: bool) -> None:
+        if self._worker is not None:
+            self._worker.set_previews(session_id, watched)
+
+    def _forget_watchers_of_ended_jobs(self, event: SessionEvent, _text: str) -> None:
+        if isinstance(event, TERMINAL_EVENTS):
+            self._watchers.forget(event.session_id)
+
     def ensure_session(self, session_id: str) -> JobStatus:
         """Make sure the bus can replay a session (re-created from the store after a restart); its status."""
         record = self._record(session_id)
@@ -243,4 +274,7 @@ class Engine:
 
     def health(self) -> Health:
         running = 1 if self._worker is not None and self._worker.running_id else 0
-        return Health(model=self._model.health(), queue=QueueHealth(pending=len(self._queue), running=running))
+        previews = PreviewHealth(rendered=self._previews.received, watched_jobs=self._watchers.watched_jobs())
+        return Health(
+            model=self._model.health(), queue=QueueHealth(pending=len(self._queue), running=running), previews=previews
+        )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 
 from ..config import PreviewSettings
 from ..pipeline.client import PipelineProcess, PipelineStopped
@@ -64,6 +65,13 @@ class JobWorker:
         self.not_running = asyncio.Event()
         self.not_running.set()
         self.idle = asyncio.Event()
+        self.previews_watched: Callable[[str], bool] = lambda _session_id: True  # the engine sets its own
+
+    def set_previews(self, session_id: str, watched: bool) -> None:
+        """Someone began or stopped watching a job's previews: tell the process if the job runs there."""
+        running_on = self._running_on
+        if running_on is not None and session_id == self.running_id:
+            running_on.set_previews(session_id, watched)
 
     def cancel_running(self, session_id: str) -> bool:
         running_on = self._running_on
@@ -117,6 +125,7 @@ class JobWorker:
             strength=request.strength,
             mask_blur=request.mask_blur,
             loras=self._loras(request),
+            previews_watched=self.previews_watched(record.id),
         )
 
     def _input(self, name: str | None) -> InputImage | None:

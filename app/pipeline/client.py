@@ -29,6 +29,7 @@ from .messages import (
     ModelSpec,
     PreviewReady,
     RunJob,
+    SetPreviews,
     Shutdown,
     StepDone,
 )
@@ -200,6 +201,16 @@ class PipelineProcess:
             return False
         try:
             self._connection.send(CancelJob(session_id))
+        except OSError:
+            return False
+        return True
+
+    def set_previews(self, session_id: str, watched: bool) -> bool:
+        """Tell the running job to render previews from its next step on, or to stop; False when it does not run."""
+        if self._job is None or self._job.session_id != session_id or self._connection is None:
+            return False
+        try:
+            self._connection.send(SetPreviews(session_id, watched))
         except OSError:
             return False
         return True

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,8 +30,16 @@ class PreviewRenderer:
     """Turns one job's step callbacks into throttled preview JPEGs of its first image (in the generation
     process, where the latents are)."""
 
-    def __init__(self, settings: PreviewSettings, generator: Any, width: int, height: int) -> None:
+    def __init__(
+        self,
+        settings: PreviewSettings,
+        generator: Any,
+        width: int,
+        height: int,
+        watched: Callable[[], bool] = lambda: True,
+    ) -> None:
         self.settings = settings
+        self.watched = watched  # nobody watching: no preview is rendered (no work nobody sees)
         self.generator = generator
         self.width, self.height = width, height
         self.enabled = settings.enabled
@@ -38,7 +47,7 @@ class PreviewRenderer:
 
     def on_step(self, step: int, latents: Any) -> RenderedPreview | None:
         """Called after each step (1-based); a preview when this step gets one."""
-        if not self.enabled or latents is None or not self.throttle.should_render(step - 1):
+        if not self.enabled or latents is None or not self.watched() or not self.throttle.should_render(step - 1):
             return None
         started = time.perf_counter()
         try:

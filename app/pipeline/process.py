@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -42,6 +43,7 @@ from .messages import (
     ModelSpec,
     PreviewReady,
     RunJob,
+    SetPreviews,
     Shutdown,
     StepDone,
 )
@@ -54,13 +56,16 @@ log = logging.getLogger(__name__)
 
 
 class Channel:
-    """The process's end of the pipe: sends from any thread; notices cancels while a job runs."""
+    """The process's end of the pipe: sends from any thread; notices cancels and preview watchers while
+    jobs run (one job, or the jobs of a batch)."""
 
     def __init__(self, connection: Connection) -> None:
         self.connection = connection
         self.stopping = False  # Shutdown received, or the server went away
         self._send_lock = threading.Lock()
-        self._cancelled: str | None = None  # the running job, once a cancel for it arrived
+        self._running: frozenset[str] = frozenset()
+        self._cancelled: set[str] = set()  # running jobs a cancel arrived for
+        self._watched: dict[str, bool] = {}  # running job -> previews wanted (from its spec, then SetPreviews)
         self._inbox: deque[Any] = deque()
 
     def send(self, message: Any) -> None:
@@ -72,21 +77,37 @@ class Channel:
             return self._inbox.popleft()
         return self.connection.recv()
 
+    def begin(self, jobs: Sequence[JobSpec]) -> None:
+        """These jobs run now (a late cancel or watcher change of an earlier job is moot)."""
+        self._running = frozenset(job.session_id for job in jobs)
+        self._cancelled.clear()
+        self._watched = {job.session_id: job.previews_watched for job in jobs}
+
     def should_stop(self, session_id: str) -> bool:
         """Read what arrived since the last step (a poll: microseconds) and say whether to stop this job."""
+        self.poll()
+        return self.stopping or session_id in self._cancelled
+
+    def previews_watched(self, session_id: str) -> bool:
+        """Whether someone watches this job's previews now (as of the last poll)."""
+        return self._watched.get(session_id, True)
+
+    def poll(self) -> None:
         try:
             while self.connection.poll():
                 message = self.connection.recv()
                 if isinstance(message, CancelJob):
-                    if message.session_id == session_id:  # a late cancel of an earlier job is moot
-                        self._cancelled = session_id
+                    if message.session_id in self._running:
+                        self._cancelled.add(message.session_id)
+                elif isinstance(message, SetPreviews):
+                    if message.session_id in self._running:
+                        self._watched[message.session_id] = message.watched
                 elif isinstance(message, Shutdown):
                     self.stopping = True
                 else:
                     self._inbox.append(message)
         except (EOFError, OSError):
             self.stopping = True
-        return self.stopping or self._cancelled == session_id
 
 
 def configure_logging() -> None:
@@ -140,7 +161,10 @@ def load(spec: ModelSpec, channel: Channel) -> ArtworkGenerator | None:
 
 
 def run_job(generator: ArtworkGenerator, job: JobSpec, channel: Channel) -> JobOutcome:
-    previews = PreviewRenderer(job.previews, generator, job.width, job.height)
+    channel.begin([job])
+    previews = PreviewRenderer(
+        job.previews, generator, job.width, job.height, watched=lambda: channel.previews_watched(job.session_id)
+    )
     rendered: list[float] = []
 
     def on_step(step: int, total_steps: int, latents: Any) -> None:
