@@ -77,6 +77,14 @@ class RunJob:
 
 
 @dataclass(frozen=True)
+class RunBatch:
+    """Jobs that can share one pipeline call (same model, size, steps, scheduler, guidance, mode, LoRAs:
+    app/engine/batching.py decides); each still reports and ends on its own."""
+
+    jobs: tuple[JobSpec, ...]
+
+
+@dataclass(frozen=True)
 class CancelJob:
     session_id: str
 
