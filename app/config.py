@@ -85,6 +85,9 @@ def log_file_in(data_dir: Path) -> Path:
 class QueueSettings(_Section):
     max_pending: int = Field(100, ge=1, le=100_000)
     max_attempts: int = Field(2, ge=1, le=10)
+    max_batch: int = Field(
+        4, ge=1, le=64, description="Compatible waiting jobs run as one pipeline call, up to this many; 1: one at a time."
+    )
 
 
 class PreviewSettings(_Section):

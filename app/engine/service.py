@@ -27,6 +27,7 @@ from ..protocol import (
     SessionEvent,
     UploadResponse,
 )
+from .batching import BatchTaker
 from .errors import InvalidRequest, JobAlreadyFinished, JobNotFound
 from .events import EventBus
 from .inputs import InputStore
@@ -81,6 +82,8 @@ class Engine:
             self.inputs, self.loras,
         )
         self._worker.previews_watched = self._watchers.watched
+        if self.settings.queue.max_batch > 1:
+            self._worker.batches = BatchTaker(self.settings.queue.max_batch, self._queue, self._store, self._rejected)
         recover_unfinished_jobs(self._store, self._queue, self._journal, self.settings.queue.max_attempts)
         self._model.start()
         self._worker_task = asyncio.get_running_loop().create_task(self._worker.run_forever())
@@ -88,12 +91,12 @@ class Engine:
 
     async def stop(self) -> None:
         """Orderly shut-down: a running job goes back to the queue without using up one of its attempts."""
-        interrupted = self._worker.running_id if self._worker is not None else None
+        interrupted = self._worker.running_ids if self._worker is not None else ()
         if self._worker_task is not None:
             self._worker_task.cancel()
         await self._model.stop()
-        if interrupted is not None:
-            self._store.requeue(interrupted, refund_attempt=True)
+        for session_id in interrupted:
+            self._store.requeue(session_id, refund_attempt=True)
         self._store.close()
 
     def is_idle(self) -> bool:
@@ -230,6 +233,13 @@ class Engine:
         """`watcher` went away: it watches no job any more."""
         self._watchers.drop(watcher)
 
+    def _rejected(self, record: JobRecord) -> bool:
+        """Whether a job taken from the queue to join a batch must not run (then it has failed, saying why)."""
+        reason = self._model.switched_away_from(record.id, record.model)
+        if reason is not None:
+            self._journal.failed(record.id, reason)
+        return reason is not None
+
     def _previews_watched_changed(self, session_id: str, watched: bool) -> None:
         if self._worker is not None:
             self._worker.set_previews(session_id, watched)
@@ -273,7 +283,7 @@ class Engine:
         return ModelList(current=self._model.health(), models=self._model.known_models())
 
     def health(self) -> Health:
-        running = 1 if self._worker is not None and self._worker.running_id else 0
+        running = len(self._worker.running_ids) if self._worker is not None else 0
         previews = PreviewHealth(rendered=self._previews.received, watched_jobs=self._watchers.watched_jobs())
         return Health(
             model=self._model.health(), queue=QueueHealth(pending=len(self._queue), running=running), previews=previews

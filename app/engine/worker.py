@@ -16,6 +16,8 @@ from ..pipeline.client import PipelineProcess, PipelineStopped
 from ..pipeline.messages import InputImage, JobCancelled, JobFailed, JobSpec, PreviewReady, StepDone
 from ..pipeline.values import LoraRef, denoising_steps, random_seed
 from ..protocol import GenerateRequest
+from .batch_jobs import run_batch
+from .batching import BatchTaker
 from .inputs import InputProblem, InputStore
 from .journal import JobJournal
 from .loras import LoraLibrary
@@ -60,22 +62,27 @@ class JobWorker:
         self.previews = previews
         self.inputs = inputs
         self.loras = loras
-        self.running_id: str | None = None
+        self.running_ids: tuple[str, ...] = ()  # the running job, or the jobs of a batch
         self._running_on: PipelineProcess | None = None  # after a model switch, not the current one
         self.not_running = asyncio.Event()
         self.not_running.set()
         self.idle = asyncio.Event()
         self.previews_watched: Callable[[str], bool] = lambda _session_id: True  # the engine sets its own
+        self.batches: BatchTaker | None = None  # dynamic batching (app/engine/batching.py); None: one at a time
+
+    @property
+    def running_id(self) -> str | None:
+        return self.running_ids[0] if self.running_ids else None
 
     def set_previews(self, session_id: str, watched: bool) -> None:
         """Someone began or stopped watching a job's previews: tell the process if the job runs there."""
         running_on = self._running_on
-        if running_on is not None and session_id == self.running_id:
+        if running_on is not None and session_id in self.running_ids:
             running_on.set_previews(session_id, watched)
 
     def cancel_running(self, session_id: str) -> bool:
         running_on = self._running_on
-        return self.running_id == session_id and running_on is not None and running_on.cancel(session_id)
+        return session_id in self.running_ids and running_on is not None and running_on.cancel(session_id)
 
     async def run_forever(self) -> None:
         while True:
@@ -95,8 +102,9 @@ class JobWorker:
                 self.journal.failed(record.id, reason)
                 self.announce_positions()
                 continue
+            batch = self.batches.take(record, self.model.pipeline.size_limits) if self.batches else [record]
             try:
-                await self._run(record)
+                await (run_batch(self, batch) if len(batch) > 1 else self._run(record))
             except Exception:  # never let one job stop the worker
                 log.exception("job %s crashed the worker step", session_id)
                 self.journal.failed(record.id, "internal error while running the job; see the server log")
@@ -105,7 +113,7 @@ class JobWorker:
         for position, waiting_id in enumerate(self.queue.waiting(), start=1):
             self.journal.queued(waiting_id, position)
 
-    def _job_spec(self, record: JobRecord, pipeline: PipelineProcess) -> JobSpec:
+    def job_spec(self, record: JobRecord, pipeline: PipelineProcess) -> JobSpec:
         request = record.request
         return JobSpec(
             session_id=record.id,
@@ -145,11 +153,11 @@ class JobWorker:
     async def _run(self, record: JobRecord) -> None:
         pipeline = self.model.pipeline
         try:
-            job = self._job_spec(record, pipeline)
+            job = self.job_spec(record, pipeline)
         except InputProblem as problem:
             self.journal.failed(record.id, str(problem))
             return
-        self.running_id, self._running_on = record.id, pipeline
+        self.running_ids, self._running_on = (record.id,), pipeline
         self.not_running.clear()
         total_steps = denoising_steps(job.num_inference_steps, job.strength if job.init_image is not None else None)
         self.journal.started(record.id, job.seed, total_steps, pipeline.model_name)
@@ -170,7 +178,7 @@ class JobWorker:
             self.journal.failed(record.id, f"{error}; the model is being loaded again, the next job will run on it")
             return
         finally:
-            self.running_id, self._running_on = None, None
+            self.running_ids, self._running_on = (), None
             self.not_running.set()
         if isinstance(outcome, JobCancelled):
             self.journal.cancelled(record.id)

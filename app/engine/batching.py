@@ -1,0 +1,107 @@
+"""Dynamic batching: which waiting jobs run together with the next one, as one pipeline call.
+
+Jobs can share a run when they ask for the same model, size, steps, scheduler, guidance, LoRAs (names and
+weights) and whether they have a negative prompt; prompts, negative prompts, seeds and image counts may
+differ (each image is its own row of the batch, app/pipeline/batch_run.py). Image-to-image and
+inpainting jobs run alone for now. Batching is for the local generation process; a remote worker may run
+batch size 1.
+
+Order and fairness: the job the queue hands out next (the head) always runs now, whatever it is; the
+waiting jobs are scanned in the queue's order and compatible ones join it, up to `queue.max_batch`. A
+waiting job that cannot share is passed over at most once: once passed, no job behind it joins a batch
+before it has run, so a batch makes no job wait longer than it would alone by more than one run.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Sequence
+
+from ..pipeline.values import SizeLimits
+from .queue import JobQueue
+from .store import JobRecord, Store
+
+BatchKey = Hashable
+
+SCAN_PER_SLOT = 8  # waiting jobs looked at per batch slot (a long queue is not read in full every run)
+
+
+def batch_key(record: JobRecord, size: SizeLimits) -> BatchKey | None:
+    """What a job must share with others to run with them; None: it runs alone."""
+    request = record.request
+    if request.init_image is not None or request.mask_image is not None:
+        return None
+    loras = tuple(sorted((lora.name, lora.weight) for lora in request.loras))
+    return (
+        record.model,
+        request.width or size.default_width,
+        request.height or size.default_height,
+        request.num_inference_steps,
+        request.scheduler,
+        request.guidance_scale,
+        bool(request.negative_prompt),  # an empty one is encoded differently by some families (SDXL)
+        loras,
+    )
+
+
+class BatchPicker:
+    """Chooses the jobs of the next run (pure: session ids and keys in, session ids out)."""
+
+    def __init__(self, max_batch: int) -> None:
+        self.max_batch = max_batch
+        self.passed_over: set[str] = set()  # waiting jobs a batch already went past once
+
+    def pick(self, head: str, head_key: BatchKey | None, waiting: Sequence[tuple[str, BatchKey | None]]) -> list[str]:
+        """`head` plus the compatible jobs of `waiting` (in the queue's order) that may join it."""
+        self.passed_over.discard(head)
+        chosen = [head]
+        if head_key is None or self.max_batch <= 1:
+            return chosen
+        skipped: list[str] = []
+        for session_id, key in waiting:
+            if len(chosen) >= self.max_batch:
+                break
+            if key == head_key:
+                chosen.append(session_id)
+                self.passed_over.update(skipped)  # a job behind them joined: they were passed over
+                skipped.clear()
+            elif session_id in self.passed_over:
+                break  # passed over once already: no job behind it goes first again
+            else:
+                skipped.append(session_id)
+        still_waiting = {session_id for session_id, _ in waiting}
+        self.passed_over &= still_waiting - set(chosen)
+        return chosen
+
+
+class BatchTaker:
+    """Takes the jobs that join the next run out of the queue (the worker's hook)."""
+
+    def __init__(
+        self,
+        max_batch: int,
+        queue: JobQueue,
+        store: Store,
+        reject: Callable[[JobRecord], bool],
+    ) -> None:
+        self.picker = BatchPicker(max_batch)
+        self.queue = queue
+        self.store = store
+        self.reject = reject  # True when a job must not run (it was failed with the reason)
+
+    def take(self, head: JobRecord, size: SizeLimits) -> list[JobRecord]:
+        """`head` and the waiting jobs that run with it, removed from the queue (in the queue's order)."""
+        head_key = batch_key(head, size)
+        if head_key is None or self.picker.max_batch <= 1:
+            return [head]
+        records: dict[str, JobRecord] = {}
+        waiting: list[tuple[str, BatchKey | None]] = []
+        for session_id in self.queue.waiting()[: self.picker.max_batch * SCAN_PER_SLOT]:
+            record = self.store.get_job(session_id)
+            if record is None or record.status != "queued":
+                continue
+            records[session_id] = record
+            waiting.append((session_id, batch_key(record, size)))
+        batch = [head]
+        for session_id in self.picker.pick(head.id, head_key, waiting)[1:]:
+            if self.queue.remove(session_id) and not self.reject(records[session_id]):
+                batch.append(records[session_id])
+        return batch
