@@ -48,3 +48,12 @@ def test_a_job_not_passed_does_not_block_later_batches():
     picker = BatchPicker(4)
     assert picker.pick("a1", "A", [("a2", "A"), ("x", "B")]) == ["a1", "a2"]  # x was behind them: not passed
     assert picker.passed_over == set()
+
+
+def test_jobs_that_run_in_order_never_share_a_run():
+    """An A1111 run's batch count: its iterations run one after another (others' jobs may join them)."""
+    picker = BatchPicker(4)
+    run = object()
+    in_order = {"i1": run, "i2": run, "i3": run}
+    assert picker.pick("i1", "A", [("i2", "A"), ("other", "A"), ("i3", "A")], in_order) == ["i1", "other"]
+    assert picker.pick("i2", "A", [("i3", "A")], in_order) == ["i2"]

@@ -13,7 +13,7 @@ before it has run, so a batch makes no job wait longer than it would alone by mo
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 
 from ..pipeline.values import SizeLimits
 from .queue import JobQueue
@@ -49,17 +49,29 @@ class BatchPicker:
         self.max_batch = max_batch
         self.passed_over: set[str] = set()  # waiting jobs a batch already went past once
 
-    def pick(self, head: str, head_key: BatchKey | None, waiting: Sequence[tuple[str, BatchKey | None]]) -> list[str]:
-        """`head` plus the compatible jobs of `waiting` (in the queue's order) that may join it."""
+    def pick(
+        self,
+        head: str,
+        head_key: BatchKey | None,
+        waiting: Sequence[tuple[str, BatchKey | None]],
+        in_order: Mapping[str, object] | None = None,
+    ) -> list[str]:
+        """`head` plus the compatible jobs of `waiting` (in the queue's order) that may join it. Jobs with
+        the same `in_order` group (an A1111 run's batch count) never share a run: they run one after another."""
         self.passed_over.discard(head)
         chosen = [head]
         if head_key is None or self.max_batch <= 1:
             return chosen
+        in_order = in_order or {}
+        groups = {in_order[head]} if head in in_order else set()
         skipped: list[str] = []
         for session_id, key in waiting:
             if len(chosen) >= self.max_batch:
                 break
-            if key == head_key:
+            group = in_order.get(session_id)
+            if key == head_key and (group is None or group not in groups):
+                if group is not None:
+                    groups.add(group)
                 chosen.append(session_id)
                 self.passed_over.update(skipped)  # a job behind them joined: they were passed over
                 skipped.clear()
@@ -86,10 +98,20 @@ class BatchTaker:
         self.queue = queue
         self.store = store
         self.reject = reject  # True when a job must not run (it was failed with the reason)
+        self.in_order: dict[str, object] = {}  # waiting jobs that run one after another -> their group
+
+    def run_in_order(self, session_ids: Sequence[str]) -> None:
+        """These jobs never share a run (A1111's batch count: its iterations run one after another)."""
+        group = object()
+        for session_id in session_ids:
+            self.in_order[session_id] = group
 
     def take(self, head: JobRecord, size: SizeLimits) -> list[JobRecord]:
         """`head` and the waiting jobs that run with it, removed from the queue (in the queue's order)."""
         head_key = batch_key(head, size)
+        in_order = dict(self.in_order)
+        queued = set(self.queue.waiting())
+        self.in_order = {session_id: group for session_id, group in in_order.items() if session_id in queued}
         if head_key is None or self.picker.max_batch <= 1:
             return [head]
         records: dict[str, JobRecord] = {}
@@ -101,7 +123,8 @@ class BatchTaker:
             records[session_id] = record
             waiting.append((session_id, batch_key(record, size)))
         batch = [head]
-        for session_id in self.picker.pick(head.id, head_key, waiting)[1:]:
+        for session_id in self.picker.pick(head.id, head_key, waiting, in_order)[1:]:
+            self.in_order.pop(session_id, None)
             if self.queue.remove(session_id) and not self.reject(records[session_id]):
                 batch.append(records[session_id])
         return batch

@@ -233,6 +233,11 @@ class Engine:
         """`watcher` went away: it watches no job any more."""
         self._watchers.drop(watcher)
 
+    def run_in_order(self, session_ids: list[str]) -> None:
+        """These queued jobs run one after another, never together in one batch (A1111's batch count)."""
+        if self._worker is not None and self._worker.batches is not None:
+            self._worker.batches.run_in_order(session_ids)
+
     def _rejected(self, record: JobRecord) -> bool:
         """Whether a job taken from the queue to join a batch must not run (then it has failed, saying why)."""
         reason = self._model.switched_away_from(record.id, record.model)

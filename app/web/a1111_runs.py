@@ -150,6 +150,7 @@ class A1111Runs:
                 cancel_quietly(self.engine, job.session_id)
                 job.close()
             raise
+        self.engine.run_in_order([job.session_id for job in jobs])  # A1111's batch count: one after another
         run = A1111Run(client, requests, jobs)
         self._runs.append(run)
         return run
