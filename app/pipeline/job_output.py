@@ -15,7 +15,7 @@ from ..protocol import GenerationMetadata, LoraUse
 from .lora_files import short_hash
 from .messages import JobFinished, JobSpec, PreviewReady, StepDone
 from .png import save_png
-from .preview_renderer import PreviewRenderer
+from .preview_renderer import PreviewRenderer, RenderedPreview
 from .values import image_seed, mode_of
 
 log = logging.getLogger(__name__)
@@ -35,22 +35,29 @@ class JobReporter:
         self.job = job
         self.channel = channel
         self.previews = PreviewRenderer(
-            job.previews, generator, job.width, job.height, watched=lambda: channel.previews_watched(job.session_id)
+            job.previews, generator, job.width, job.height, watched=lambda: channel.previews_watched(job.session_id),
+            deliver=self.send_preview,  # used for CUDA latents: previews made off the loop's critical path
         )
         self.rendered: list[float] = []
 
     def on_step(self, step: int, total_steps: int, latents: Any) -> None:
-        session_id = self.job.session_id
-        self.channel.send(StepDone(session_id, step, total_steps, time.perf_counter()))
+        self.channel.send(StepDone(self.job.session_id, step, total_steps, time.perf_counter()))
         preview = self.previews.on_step(step, latents)
         if preview is not None:
-            self.rendered.append(preview.seconds)
-            self.channel.send(PreviewReady(session_id, step, preview.jpeg, preview.width, preview.height, preview.seconds))
+            self.send_preview(step, preview)
+
+    def send_preview(self, step: int, preview: RenderedPreview) -> None:
+        self.rendered.append(preview.seconds)
+        self.channel.send(
+            PreviewReady(self.job.session_id, step, preview.jpeg, preview.width, preview.height, preview.seconds)
+        )
 
     def log_previews(self) -> None:
+        """The job ended: stop previewing it, and log what its previews cost."""
+        skipped = self.previews.close()
         if self.rendered:
-            log.info("job %s: %d previews, %.1f ms each", self.job.session_id, len(self.rendered),
-                     1000 * sum(self.rendered) / len(self.rendered))
+            log.info("job %s: %d previews, %.1f ms each, %d skipped while one was in flight", self.job.session_id,
+                     len(self.rendered), 1000 * sum(self.rendered) / len(self.rendered), skipped)
 
 
 def finished(model_name: str, job: JobSpec, images: list[Image.Image], entered: float, left: float) -> JobFinished:
