@@ -2,6 +2,7 @@
 always runs, and a job that cannot share is passed over at most once (never held back by more than a run)."""
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timezone
 
 from app.engine.batching import BatchPicker, batch_key
@@ -57,3 +58,25 @@ def test_jobs_that_run_in_order_never_share_a_run():
     in_order = {"i1": run, "i2": run, "i3": run}
     assert picker.pick("i1", "A", [("i2", "A"), ("other", "A"), ("i3", "A")], in_order) == ["i1", "other"]
     assert picker.pick("i2", "A", [("i3", "A")], in_order) == ["i2"]
+
+
+async def test_after_a_batch_the_worker_waits_a_moment_for_its_clients_next_jobs_never_after_a_single_job():
+    from app.engine.batching import BatchTaker
+    from app.engine.queue import JobQueue
+
+    queue = JobQueue(10)
+    taker = BatchTaker(4, queue, store=None, reject=lambda _record: False)  # type: ignore[arg-type]
+    queue.put("first")
+    taker.ran(1, 60.0)  # a single job's run: no wait, even a long one
+    await asyncio.wait_for(taker.gather(), timeout=1)
+
+    taker.ran(3, 2.0)  # after a batch of 3 in 2 s: wait while jobs keep coming (up to 0.2 s)
+    gathering = asyncio.ensure_future(taker.gather())
+    await asyncio.sleep(0)
+    assert not gathering.done()
+    queue.put("second")
+    queue.put("third")
+    queue.put("fourth")
+    await asyncio.wait_for(gathering, timeout=1)  # max_batch (4) jobs wait: it starts at once
+    queue.remove("fourth")
+    await asyncio.wait_for(taker.gather(), timeout=1)  # no more come: it stops after a quiet gap

@@ -57,6 +57,7 @@ async def run_batch(worker: JobWorker, records: list[JobRecord]) -> None:
             worker.journal.failed(record.id, str(problem))
     if not jobs:
         return
+    log.info("running %d jobs as one batch (%d images)", len(jobs), sum(job.num_images for job in jobs))
     worker.running_ids, worker._running_on = tuple(job.session_id for job in jobs), pipeline
     worker.not_running.clear()
     try:

@@ -6,6 +6,13 @@ differ (each image is its own row of the batch, app/pipeline/batch_run.py). Imag
 inpainting jobs run alone for now. Batching is for the local generation process; a remote worker may run
 batch size 1.
 
+Gathering: when the previous run was a batch (its clients are sending their next jobs as they hear of
+its end), the worker waits a little before it starts the next run, while jobs keep arriving: until
+`max_batch` wait, or as many as ran last time wait and no more arrived for a quiet gap
+(`GATHER_QUIET_SHARE` of the previous run's time, at least `GATHER_QUIET_SECONDS`); at most
+`GATHER_SHARE` of it (and `GATHER_MAX_SECONDS`). Never after a
+single job's run: one client alone never waits.
+
 Order and fairness: the job the queue hands out next (the head) always runs now, whatever it is; the
 waiting jobs are scanned in the queue's order and compatible ones join it, up to `queue.max_batch`. A
 waiting job that cannot share is passed over at most once: once passed, no job behind it joins a batch
@@ -13,6 +20,8 @@ before it has run, so a batch makes no job wait longer than it would alone by mo
 """
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Callable, Hashable, Mapping, Sequence
 
 from ..pipeline.values import SizeLimits
@@ -21,6 +30,11 @@ from .store import JobRecord, Store
 
 BatchKey = Hashable
 
+GATHER_SHARE = 0.1  # of the previous run's time, at most, waited for the jobs of the next batch to arrive
+GATHER_MAX_SECONDS = 1.0
+GATHER_QUIET_SHARE = 0.02  # ... and it stops once no job arrived for this share of it (or GATHER_QUIET_SECONDS)
+GATHER_QUIET_SECONDS = 0.02
+GATHER_POLL_SECONDS = 0.005
 SCAN_PER_SLOT = 8  # waiting jobs looked at per batch slot (a long queue is not read in full every run)
 
 
@@ -99,6 +113,30 @@ class BatchTaker:
         self.store = store
         self.reject = reject  # True when a job must not run (it was failed with the reason)
         self.in_order: dict[str, object] = {}  # waiting jobs that run one after another -> their group
+        self.last_run_jobs = 0
+        self.last_run_seconds = 0.0
+
+    def ran(self, jobs: int, seconds: float) -> None:
+        """The worker ran `jobs` jobs as one call in `seconds`."""
+        self.last_run_jobs, self.last_run_seconds = jobs, seconds
+
+    async def gather(self) -> None:
+        """A job waits: after a batch, give its clients' next jobs a moment to arrive (see the module)."""
+        if self.last_run_jobs <= 1:
+            return
+        now = time.perf_counter()
+        deadline = now + min(GATHER_SHARE * self.last_run_seconds, GATHER_MAX_SECONDS)
+        quiet_gap = max(GATHER_QUIET_SECONDS, GATHER_QUIET_SHARE * self.last_run_seconds)
+        waiting, last_arrival = len(self.queue), now
+        expected = min(self.last_run_jobs, self.picker.max_batch)  # as many as ran last time: wait for them
+        while 0 < waiting < self.picker.max_batch and now < deadline and (
+            waiting < expected or now < last_arrival + quiet_gap
+        ):
+            await asyncio.sleep(GATHER_POLL_SECONDS)
+            now = time.perf_counter()
+            if len(self.queue) > waiting:
+                last_arrival = now
+            waiting = len(self.queue)
 
     def run_in_order(self, session_ids: Sequence[str]) -> None:
         """These jobs never share a run (A1111's batch count: its iterations run one after another)."""

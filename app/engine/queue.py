@@ -29,6 +29,12 @@ class JobQueue:
         self._available.set()
         return len(self._ids)
 
+    async def wait_for_job(self) -> None:
+        """Until a job waits (without taking it)."""
+        while not self._ids:
+            self._available.clear()
+            await self._available.wait()
+
     async def get(self) -> str:
         while not self._ids:
             self._available.clear()

@@ -88,6 +88,10 @@ class JobWorker:
         while True:
             self.idle.set()
             await self.model.wait_until_settled()  # jobs keep their place in the queue meanwhile
+            if self.batches is not None:
+                await self.queue.wait_for_job()
+                self.idle.clear()
+                await self.batches.gather()  # after a batch: its clients' next jobs may be on their way
             session_id = await self.queue.get()
             self.idle.clear()
             model_error = await self.model.wait_until_settled()  # a switch may have begun meanwhile
@@ -103,8 +107,11 @@ class JobWorker:
                 self.announce_positions()
                 continue
             batch = self.batches.take(record, self.model.pipeline.size_limits) if self.batches else [record]
+            began = time.perf_counter()
             try:
                 await (run_batch(self, batch) if len(batch) > 1 else self._run(record))
+                if self.batches is not None:
+                    self.batches.ran(len(batch), time.perf_counter() - began)
             except Exception:  # never let one job stop the worker
                 log.exception("job %s crashed the worker step", session_id)
                 self.journal.failed(record.id, "internal error while running the job; see the server log")
