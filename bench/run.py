@@ -70,7 +70,13 @@ def merged(existing: str, rows: list[Row], ctx: Context, info: dict[str, str]) -
     lines[last_row + 1:last_row + 1] = [row_line(row) for row in rows]
     notes = [f"- **{bench}**: " + " ".join(texts) + f" (measured {now} on {info['cpu']}, {info['cores']} cores)"
              for bench, texts in ctx.notes.items() if bench in benches]
-    last_note = max((index for index, line in enumerate(lines) if line.startswith("- **")), default=len(lines) - 1)
+    heading = lines.index("## How each was measured") if "## How each was measured" in lines else None
+    if heading is None:
+        lines += ["", "## How each was measured", ""]
+        heading = len(lines) - 2
+    last_note = heading + 1
+    while last_note + 1 < len(lines) and lines[last_note + 1].startswith("- **"):
+        last_note += 1
     lines[last_note + 1:last_note + 1] = notes
     return "\n".join(lines) + "\n"
 
