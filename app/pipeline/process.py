@@ -82,7 +82,8 @@ class Channel:
         return self.stopping or session_id in self._cancelled
 
     def previews_watched(self, session_id: str) -> bool:
-        """Whether someone watches this job's previews now (as of the last poll)."""
+        """Whether someone watches this job's previews now (a watcher that arrived during this step counts)."""
+        self.poll()
         return self._watched.get(session_id, True)
 
     def poll(self) -> None:
