@@ -15,7 +15,7 @@ from ..config import PreviewSettings
 from ..pipeline.client import PipelineProcess, PipelineStopped
 from ..pipeline.messages import InputImage, JobCancelled, JobFailed, JobSpec, PreviewReady, StepDone
 from ..pipeline.values import LoraRef, denoising_steps, random_seed
-from ..protocol import GenerateRequest
+from ..protocol import TERMINAL_STATUSES, GenerateRequest
 from .batch_jobs import run_batch
 from .batching import BatchTaker
 from .inputs import InputProblem, InputStore
@@ -114,7 +114,10 @@ class JobWorker:
                     self.batches.ran(len(batch), time.perf_counter() - began)
             except Exception:  # never let one job stop the worker
                 log.exception("job %s crashed the worker step", session_id)
-                self.journal.failed(record.id, "internal error while running the job; see the server log")
+                for each in batch:  # the jobs of a batch that had not ended yet
+                    current = self.store.get_job(each.id)
+                    if current is not None and current.status not in TERMINAL_STATUSES:
+                        self.journal.failed(each.id, "internal error while running the job; see the server log")
 
     def announce_positions(self) -> None:
         for position, waiting_id in enumerate(self.queue.waiting(), start=1):
