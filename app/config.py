@@ -117,6 +117,9 @@ class QueueSettings(_Section):
     heartbeat_timeout: float = Field(
         10, ge=1, le=600, description="Seconds without a heartbeat before a remote worker's job is taken over."
     )
+    max_batch: int = Field(
+        4, ge=1, le=64, description="Compatible waiting jobs run as one pipeline call, up to this many; 1: one at a time."
+    )
 
 
 class WorkerSettings(_Section):

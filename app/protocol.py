@@ -261,6 +261,11 @@ class WorkersHealth(BaseModel):
     busy: int
     loading: int
     gone: int
+class PreviewHealth(BaseModel):
+    """Live previews since the server started: they are rendered only while someone watches a job."""
+
+    rendered: int = Field(0, description="Previews the generation process rendered and the server received.")
+    watched_jobs: int = Field(0, description="Unfinished jobs someone watches now (their previews are rendered).")
 
 
 class Health(BaseModel):
@@ -268,6 +273,7 @@ class Health(BaseModel):
     model: ModelHealth
     queue: QueueHealth
     workers: WorkersHealth
+    previews: PreviewHealth = PreviewHealth()
 
 
 class ErrorBody(BaseModel):

@@ -4,6 +4,7 @@
     .venv/bin/python -m bench.run --smoke         # tiny counts, seconds (CI)
     .venv/bin/python -m bench.run --model PATH    # another model (default: the embedded one if present)
     .venv/bin/python -m bench.run --only latency  # one bench (repeatable)
+    .venv/bin/python -m bench.run --only batching --merge  # its rows replace its old ones in the file
 
 Servers run with AI_ARTIST_MODEL__CPU_THREADS=1 and the bare pipeline with torch.set_num_threads(1).
 """
@@ -18,6 +19,7 @@ import traceback
 from pathlib import Path
 
 from . import (
+    batching,
     capacity,
     compat,
     img2img,
@@ -47,12 +49,40 @@ BENCHES = [
     "startup", "overhead", "img2img", "lora_switch", "latency", "queue_gap", "slow_client", "compat", "capacity", "studio",
     "workers",
     "soak",
+    "batching",
 ]
 FINDINGS = (Path(__file__).parent / "FINDINGS.md").read_text()  # appended to a full run's table
 
 
 def _cell(value: object) -> str:
     return "" if value is None else str(value).replace("|", "\\|")
+
+
+def row_line(row: Row) -> str:
+    met = "" if row.met is None else ("✅ met" if row.met else "❌ missed")
+    return (f"| {_cell(row.bench)} | {_cell(row.metric)} | {_cell(row.value)} | {_cell(row.unit)} | "
+            f"{_cell(row.target)} | {met} | {_cell(row.note)} |")
+
+
+def merged(existing: str, rows: list[Row], ctx: Context, info: dict[str, str]) -> str:
+    """`existing` with the rows and notes of the benches just run replacing theirs (the others kept)."""
+    benches = {row.bench for row in rows} | set(ctx.notes) - {"limits"}
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [line for line in existing.splitlines()
+             if not any(line.startswith((f"| {bench} |", f"- **{bench}**")) for bench in benches)]
+    last_row = max(index for index, line in enumerate(lines) if line.startswith("| "))
+    lines[last_row + 1:last_row + 1] = [row_line(row) for row in rows]
+    notes = [f"- **{bench}**: " + " ".join(texts) + f" (measured {now} on {info['cpu']}, {info['cores']} cores)"
+             for bench, texts in ctx.notes.items() if bench in benches]
+    heading = lines.index("## How each was measured") if "## How each was measured" in lines else None
+    if heading is None:
+        lines += ["", "## How each was measured", ""]
+        heading = len(lines) - 2
+    last_note = heading + 1
+    while last_note + 1 < len(lines) and lines[last_note + 1].startswith("- **"):
+        last_note += 1
+    lines[last_note + 1:last_note + 1] = notes
+    return "\n".join(lines) + "\n"
 
 
 def render(rows: list[Row], ctx: Context, info: dict[str, str], seconds: float, args: argparse.Namespace) -> str:
@@ -73,12 +103,7 @@ def render(rows: list[Row], ctx: Context, info: dict[str, str], seconds: float, 
         "| Benchmark | Measurement | Value | Unit | Target | Met | Notes |",
         "|---|---|---|---|---|---|---|",
     ]
-    for row in rows:
-        met = "" if row.met is None else ("✅ met" if row.met else "❌ missed")
-        lines.append(
-            f"| {_cell(row.bench)} | {_cell(row.metric)} | {_cell(row.value)} | {_cell(row.unit)} | "
-            f"{_cell(row.target)} | {met} | {_cell(row.note)} |"
-        )
+    lines += [row_line(row) for row in rows]
     if ctx.notes:
         lines += ["", "## How each was measured", ""]
         for bench, notes in ctx.notes.items():
@@ -93,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", type=Path, default=None, help="model folder (default: embedded, else tiny SD)")
     parser.add_argument("--only", action="append", choices=BENCHES, help="run only this bench (repeatable)")
     parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "docs" / "benchmarks.md")
+    parser.add_argument("--merge", action="store_true",
+                        help="replace only these benches' rows and notes in --out, keep the others")
     parser.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temp folder)")
     args = parser.parse_args(argv)
 
@@ -113,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 if name == "startup":
                     rows += startup.run(ctx)
+                elif name == "batching":
+                    rows += batching.run(ctx)  # its own servers: batching off and on
                 elif name == "studio":
                     rows += studio.run(ctx)  # its own server (with a loop probe) and chromium
                 elif name == "workers":
@@ -125,7 +154,9 @@ def main(argv: list[str] | None = None) -> int:
                     rows += capacity.run(ctx)  # fresh servers: RSS growth must not hide in freed memory
                 else:
                     if server is None:
-                        server = Server(ctx.model, work / "server", hooked=True).start()
+                        # One job at a time, as these benches measure a job's own overhead and gaps.
+                        server = Server(ctx.model, work / "server", hooked=True,
+                                        env={"AI_ARTIST_QUEUE__MAX_BATCH": "1"}).start()
                         server.wait_until(lambda h: h["model"]["state"] == "ready")
                     module = {"overhead": overhead, "img2img": img2img, "latency": latency, "queue_gap": queue_gap,
                               "slow_client": slow_client, "compat": compat, "capacity": capacity}[name]
@@ -138,9 +169,12 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if server is not None:
             server.stop()
-    text = render(rows, ctx, machine(), time.perf_counter() - began, args)
-    if FINDINGS and not ctx.smoke:
-        text += "\n" + FINDINGS
+    if args.merge and args.out.is_file() and not ctx.smoke:
+        text = merged(args.out.read_text(), rows, ctx, machine())
+    else:
+        text = render(rows, ctx, machine(), time.perf_counter() - began, args)
+        if FINDINGS and not ctx.smoke:
+            text += "\n" + FINDINGS
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
     print(text)

@@ -15,7 +15,7 @@ from tests.server_process import PROJECT_ROOT
 pytestmark = [pytest.mark.bench, pytest.mark.browser, pytest.mark.slow]
 
 BENCHES = ("start-up", "overhead", "img2img", "lora switch", "progress latency", "queue", "slow client", "compat",
-           "capacity", "studio", "soak", "workers")
+           "capacity", "studio", "soak", "workers", "batching")
 NUMBER = re.compile(r"^-?\d+(\.\d+)?( / -?\d+(\.\d+)?)?$")
 
 

@@ -7,7 +7,7 @@ import io
 import httpx
 from PIL import Image
 
-from tests.server_jobs import run_job, submit
+from tests.server_jobs import submit
 from tests.ws_client import WsClient, for_session, is_terminal
 
 EVERY_STEP = {"AI_ARTIST_PREVIEWS__MIN_INTERVAL_MS": "0"}
@@ -51,7 +51,13 @@ async def test_every_n_steps_throttles_previews_and_disabled_sends_none(start_se
     disabled = start_server(env={"AI_ARTIST_PREVIEWS__ENABLED": "false"})
     for server, expected in ((every_third, [3, 6, 9]), (disabled, [])):
         async with httpx.AsyncClient(base_url=server.base_url) as http, WsClient(server.ws_url) as ws:
-            messages = await run_job(http, ws, previews=True, num_inference_steps=10, seed=1)
+            # Previews are rendered only while watched: subscribe while the job still waits behind another
+            # (of another size, so the two never share a run), so it is watched from its first step.
+            blocker = await submit(http, num_inference_steps=150, width=96, height=96)
+            session_id = await submit(http, num_inference_steps=10, seed=1)
+            await ws.subscribe(session_id, previews=True)
+            await http.post(f"/api/jobs/{blocker}/cancel")
+            messages = await ws.recv_until(for_session(session_id, is_terminal))
         assert messages[-1]["type"] == "generation_complete"
         assert [m["step"] for m in messages if m["type"] == "generation_preview"] == expected
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from ..config import Settings
 from ..pipeline.client import PipelineProcess
 from ..protocol import KnownModel, ModelHealth, WorkersHealth, WorkerView
+from .batching import BatchTaker
 from .errors import ModelBusy
 from .events import EventBus
 from .inputs import InputStore
@@ -69,8 +70,17 @@ class WorkerPool:
     # -- lifecycle ------------------------------------------------------------------------------
 
     def start(
-        self, store: Store, journal: JobJournal, images_dir: str, inputs: InputStore, loras: LoraLibrary
+        self,
+        store: Store,
+        journal: JobJournal,
+        images_dir: str,
+        inputs: InputStore,
+        loras: LoraLibrary,
+        previews_watched: Callable[[str], bool],
+        batches: BatchTaker | None,
     ) -> list[asyncio.Task[None]]:
+        """Start the workers; `batches` (shared by them, so fairness and passed-over jobs are the queue's):
+        dynamic batching, None for one job at a time."""
         self.workers = [
             JobWorker(
                 store, journal, self.queue, slot, images_dir, self.settings.previews, inputs, loras,
@@ -78,6 +88,8 @@ class WorkerPool:
             )
             for index, slot in enumerate(self.slots[: self.local_count], start=1)
         ]
+        for worker in self.workers:
+            worker.previews_watched, worker.batches = previews_watched, batches
         loop = asyncio.get_running_loop()
         for slot in self.slots[: self.local_count]:
             slot.start()
@@ -85,7 +97,7 @@ class WorkerPool:
 
     async def stop(self) -> list[str]:
         """Close every generation process; returns the jobs that were running (to requeue)."""
-        interrupted = [worker.running_id for worker in self.workers if worker.running_id is not None]
+        interrupted = [session_id for worker in self.workers for session_id in worker.running_ids]
         await asyncio.gather(*(slot.stop() for slot in self.slots[: self.local_count]))
         return interrupted
 
@@ -99,10 +111,14 @@ class WorkerPool:
             await worker.idle.wait()
 
     def running_ids(self) -> list[str]:
-        return [worker.running_id for worker in self.workers if worker.running_id is not None]
+        return [session_id for worker in self.workers for session_id in worker.running_ids]
 
     def cancel_running(self, session_id: str) -> bool:
         return any(worker.cancel_running(session_id) for worker in self.workers)
+
+    def set_previews(self, session_id: str, watched: bool) -> None:
+        for worker in self.workers:
+            worker.set_previews(session_id, watched)
 
     def announce_positions(self) -> None:
         if self.workers:
@@ -121,6 +137,10 @@ class WorkerPool:
 
     def forget_job(self, session_id: str) -> None:
         self.primary.forget_job(session_id)
+
+    def switched_away_from(self, session_id: str, queued_for: str) -> str | None:
+        """Why a job queued for `queued_for` may not run now (the model was switched), or None."""
+        return self.primary.switched_away_from(session_id, queued_for)
 
     def switch(self, reference: str) -> PipelineProcess:
         """Every worker switches (idle ones now, busy ones after their job); returns the previous model."""

@@ -34,10 +34,12 @@ class PreviewStore:
         self._latest: dict[str, StoredPreview] = {}
         self._finished: OrderedDict[str, StoredPreview] = OrderedDict()
         self.keep_finished = keep_finished
+        self.received = 0  # every preview put here since start (GET /api/health counts them)
         self._lock = threading.Lock()
 
     def put(self, session_id: str, jpeg: bytes, step: int) -> None:
         with self._lock:
+            self.received += 1
             self._latest[session_id] = StoredPreview(jpeg, step)
 
     def get(self, session_id: str) -> StoredPreview | None:

@@ -88,6 +88,12 @@ class JobQueue:
             self.notify()  # another worker may want what is left
         return entry
 
+    async def wait_for_job(self, accepts: Callable[[QueuedJob], bool] = lambda _: True) -> None:
+        """Until a job this worker `accepts` waits (without taking it)."""
+        while self.next_for(accepts) is None:
+            self._changed.clear()
+            await self._changed.wait()
+
     async def get(self) -> str:
         return (await self.take()).session_id
 

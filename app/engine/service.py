@@ -1,5 +1,8 @@
 """`Engine`: the one public face of the engine. The REST routes, /ws and the studio call these methods
 (and listen on `engine.events`); none of them reaches into the store, the queue or the worker.
+
+Longer than 300 lines: it is the whole public surface (jobs, uploads, previews' watchers, workers, the
+model), each method a short delegate to the module that does the work.
 """
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ from ..config import Settings
 from ..pipeline.values import SizeLimits
 from ..pipeline.values import display_name as model_name
 from ..protocol import (
+    TERMINAL_EVENTS,
     TERMINAL_STATUSES,
     GalleryPage,
     GenerateRequest,
@@ -23,10 +27,13 @@ from ..protocol import (
     LoraList,
     ModelList,
     ModelSwitchResponse,
+    PreviewHealth,
     QueueHealth,
+    SessionEvent,
     UploadResponse,
     WorkerView,
 )
+from .batching import BatchTaker
 from .errors import InvalidRequest, JobAlreadyFinished, JobNotFound, QueueFull, QueueUnavailable
 from .events import EventBus
 from .inputs import InputStore
@@ -39,6 +46,7 @@ from .recovery import recover_unfinished_jobs
 from .requests import PreparedRequest, check, prepare
 from .store import JobRecord, Store
 from .views import gallery_item, job_view, stored_events, upload_url
+from .watchers import PreviewWatchers
 
 if TYPE_CHECKING:
     from .remote import RemoteWorkers
@@ -57,6 +65,8 @@ class Engine:
         self.events.set_seq_store(self._store)
         self._queue = JobQueue(settings.queue.max_pending)
         self._previews = PreviewStore()
+        self._watchers = PreviewWatchers(on_change=self._previews_watched_changed)
+        events.add_global_listener(self._forget_watchers_of_ended_jobs)
         self._journal = JobJournal(self._store, events, self._previews, self.images_dir)
         self.inputs = InputStore(
             self.data_dir / "inputs", self.images_dir, settings.uploads.max_bytes, settings.uploads.max_side
@@ -66,6 +76,7 @@ class Engine:
             self.loras.folder.mkdir(parents=True, exist_ok=True)  # so the artist sees where LoRAs go
         self._model = WorkerPool(settings, events, self.data_dir, self._queue, self.loras.folder)
         self._worker_tasks: list[asyncio.Task[None]] = []
+        self._batches: BatchTaker | None = None
         self._remote: RemoteWorkers | None = None
         if settings.queue.backend == "redis":
             from .remote import RemoteWorkers  # the redis client is imported only when it is used
@@ -84,8 +95,11 @@ class Engine:
         recover_unfinished_jobs(
             self._store, self._queue, self._journal, self.settings.queue.max_attempts, frozenset(held)
         )
+        max_batch = self.settings.queue.max_batch
+        self._batches = BatchTaker(max_batch, self._queue, self._store, self._rejected) if max_batch > 1 else None
         self._worker_tasks = self._model.start(
-            self._store, self._journal, str(self.images_dir), self.inputs, self.loras
+            self._store, self._journal, str(self.images_dir), self.inputs, self.loras,
+            previews_watched=self._watchers.watched, batches=self._batches,
         )
         self._lora_scan = asyncio.ensure_future(asyncio.to_thread(self.loras.warm))  # hashes read before jobs ask
 
@@ -221,6 +235,41 @@ class Engine:
         """The latest live preview of a job (kept a while after it ends)."""
         return self._previews.get(session_id)
 
+    # -- who watches previews ---------------------------------------------------------------------
+
+    def watch_previews(self, session_id: str, watcher: object) -> None:
+        """`watcher` (a socket, a page...) shows this job's live previews: they are rendered while anyone does.
+        A finished or unknown job is ignored."""
+        record = self._store.get_job(session_id)
+        if record is not None and record.status not in TERMINAL_STATUSES:
+            self._watchers.watch(session_id, watcher)
+
+    def unwatch_previews(self, session_id: str, watcher: object) -> None:
+        self._watchers.unwatch(session_id, watcher)
+
+    def stop_watching(self, watcher: object) -> None:
+        """`watcher` went away: it watches no job any more."""
+        self._watchers.drop(watcher)
+
+    def run_in_order(self, session_ids: list[str]) -> None:
+        """These queued jobs run one after another, never together in one batch (A1111's batch count)."""
+        if self._batches is not None:
+            self._batches.run_in_order(session_ids)
+
+    def _rejected(self, record: JobRecord) -> bool:
+        """Whether a job taken from the queue to join a batch must not run (then it has failed, saying why)."""
+        reason = self._model.switched_away_from(record.id, record.model)
+        if reason is not None:
+            self._journal.failed(record.id, reason)
+        return reason is not None
+
+    def _previews_watched_changed(self, session_id: str, watched: bool) -> None:
+        self._model.set_previews(session_id, watched)
+
+    def _forget_watchers_of_ended_jobs(self, event: SessionEvent, _text: str) -> None:
+        if isinstance(event, TERMINAL_EVENTS):
+            self._watchers.forget(event.session_id)
+
     def ensure_session(self, session_id: str) -> JobStatus:
         """Make sure the bus can replay a session (re-created from the store after a restart); its status."""
         record = self._record(session_id)
@@ -265,6 +314,7 @@ class Engine:
             model=model,
             queue=QueueHealth(pending=len(self._queue), running=sum(view.state == "busy" for view in workers)),
             workers=summary(workers),
+            previews=PreviewHealth(rendered=self._previews.received, watched_jobs=self._watchers.watched_jobs()),
         )
 
     def workers(self) -> list[WorkerView]:

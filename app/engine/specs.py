@@ -18,8 +18,10 @@ def job_spec(
     images_dir: str,
     inputs: InputStore,
     loras: LoraLibrary,
+    previews_watched: bool = True,
 ) -> JobSpec:
-    """Raises InputProblem when an input image or LoRA the job names is gone."""
+    """Raises InputProblem when an input image or LoRA the job names is gone. `previews_watched`: whether
+    someone watches the job's previews now (they are rendered only then)."""
     request = record.request
 
     def read(name: str | None) -> InputImage | None:
@@ -43,6 +45,7 @@ def job_spec(
         strength=request.strength,
         mask_blur=request.mask_blur,
         loras=lora_refs(request, loras),
+        previews_watched=previews_watched,
     )
 
 

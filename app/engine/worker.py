@@ -12,13 +12,16 @@ import asyncio
 import logging
 import socket
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 
 from ..config import PreviewSettings
 from ..pipeline.client import PipelineProcess, PipelineStopped
-from ..pipeline.messages import JobCancelled, JobFailed, PreviewReady, StepDone
+from ..pipeline.messages import JobCancelled, JobFailed, JobSpec, PreviewReady, StepDone
 from ..pipeline.values import denoising_steps
-from ..protocol import WorkerState, WorkerView
+from ..protocol import TERMINAL_STATUSES, WorkerState, WorkerView
+from .batch_jobs import run_batch
+from .batching import BatchTaker
 from .inputs import InputProblem, InputStore
 from .journal import JobJournal
 from .loras import LoraLibrary
@@ -68,15 +71,27 @@ class JobWorker:
         self.previews = previews
         self.inputs = inputs
         self.loras = loras
-        self.running_id: str | None = None
+        self.running_ids: tuple[str, ...] = ()  # the running job, or the jobs of a batch
         self._running_on: PipelineProcess | None = None  # after a model switch, not the current one
         self.not_running = asyncio.Event()
         self.not_running.set()
         self.idle = asyncio.Event()
+        self.previews_watched: Callable[[str], bool] = lambda _session_id: True  # the engine sets its own
+        self.batches: BatchTaker | None = None  # dynamic batching (app/engine/batching.py); None: one at a time
+
+    @property
+    def running_id(self) -> str | None:
+        return self.running_ids[0] if self.running_ids else None
+
+    def set_previews(self, session_id: str, watched: bool) -> None:
+        """Someone began or stopped watching a job's previews: tell the process if the job runs there."""
+        running_on = self._running_on
+        if running_on is not None and session_id in self.running_ids:
+            running_on.set_previews(session_id, watched)
 
     def cancel_running(self, session_id: str) -> bool:
         running_on = self._running_on
-        return self.running_id == session_id and running_on is not None and running_on.cancel(session_id)
+        return session_id in self.running_ids and running_on is not None and running_on.cancel(session_id)
 
     @property
     def state(self) -> WorkerState:
@@ -106,6 +121,10 @@ class JobWorker:
         while True:
             self.idle.set()
             await self.model.wait_until_settled()  # jobs keep their place in the queue meanwhile
+            if self.batches is not None:
+                await self.queue.wait_for_job(self.accepts)
+                self.idle.clear()
+                await self.batches.gather()  # after a batch: its clients' next jobs may be on their way
             session_id = await self._take_next()
             self.idle.clear()
             model_error = await self.model.wait_until_settled()  # a switch may have begun meanwhile
@@ -120,24 +139,38 @@ class JobWorker:
                 self.journal.failed(record.id, reason)
                 self.announce_positions()
                 continue
+            batch, began = [record], time.perf_counter()
             try:
-                await self._run(record)
+                if self.batches is not None:
+                    batch = self.batches.take(record, self.model.pipeline.size_limits)
+                await (run_batch(self, batch) if len(batch) > 1 else self._run(record))
+                if self.batches is not None:
+                    self.batches.ran(len(batch), time.perf_counter() - began)
             except Exception:  # never let one job stop the worker
                 log.exception("job %s crashed the worker step", session_id)
-                self.journal.failed(record.id, "internal error while running the job; see the server log")
+                for each in batch:  # the jobs of a batch that had not ended yet
+                    current = self.store.get_job(each.id)
+                    if current is not None and current.status not in TERMINAL_STATUSES:
+                        self.journal.failed(each.id, "internal error while running the job; see the server log")
 
     def announce_positions(self) -> None:
         for position, waiting_id in enumerate(self.queue.waiting(), start=1):
             self.journal.queued(waiting_id, position)
 
+    def job_spec(self, record: JobRecord, pipeline: PipelineProcess) -> JobSpec:
+        return job_spec(
+            record, pipeline.size_limits, self.previews, self.images_dir, self.inputs, self.loras,
+            previews_watched=self.previews_watched(record.id),
+        )
+
     async def _run(self, record: JobRecord) -> None:
         pipeline = self.model.pipeline
         try:
-            job = job_spec(record, pipeline.size_limits, self.previews, self.images_dir, self.inputs, self.loras)
+            job = self.job_spec(record, pipeline)
         except InputProblem as problem:
             self.journal.failed(record.id, str(problem))
             return
-        self.running_id, self._running_on = record.id, pipeline
+        self.running_ids, self._running_on = (record.id,), pipeline
         self.not_running.clear()
         total_steps = denoising_steps(job.num_inference_steps, job.strength if job.init_image is not None else None)
         self.journal.started(record.id, job.seed, total_steps, pipeline.model_name, self.name)
@@ -158,7 +191,7 @@ class JobWorker:
             self.journal.failed(record.id, f"{error}; the model is being loaded again, the next job will run on it")
             return
         finally:
-            self.running_id, self._running_on = None, None
+            self.running_ids, self._running_on = (), None
             self.jobs_done += 1
             self.last_seen = datetime.now(timezone.utc)
             self.not_running.set()

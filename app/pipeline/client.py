@@ -1,5 +1,6 @@
 """The server's handle on its generation process (app/pipeline/process.py): start it and load the model,
-run one job at a time on it with step and preview callbacks on the event loop, cancel, stop.
+run one job (or a batch of compatible jobs) at a time on it with step and preview callbacks on the event
+loop, cancel, stop.
 
 Messages arrive through `loop.add_reader` on the pipe, so no server thread waits on the process and
 every callback runs on the event loop. If the process dies (killed for memory, a crash in native code),
@@ -28,7 +29,9 @@ from .messages import (
     ModelLoaded,
     ModelSpec,
     PreviewReady,
+    RunBatch,
     RunJob,
+    SetPreviews,
     Shutdown,
     StepDone,
 )
@@ -65,6 +68,9 @@ def latest_progress_only(messages: list[Any]) -> list[Any]:
     ]
 
 
+JobWithCallbacks = tuple[JobSpec, Callable[[StepDone], None], Callable[[PreviewReady], None]]
+
+
 @dataclass
 class RunningJob:
     session_id: str
@@ -96,7 +102,7 @@ class PipelineProcess:
         self._starting: asyncio.Future[None] | None = None
         self._connection: Connection | None = None
         self._loaded: asyncio.Future[ModelLoaded] | None = None
-        self._job: RunningJob | None = None
+        self._jobs: dict[str, RunningJob] = {}  # the job running, or the jobs of a batch
         self._gone = False
         self._closing = False
         self.exit_reason: str | None = None
@@ -178,28 +184,50 @@ class PipelineProcess:
     ) -> asyncio.Future[JobOutcome]:
         """Send one job at once and return its outcome to await; the callbacks run on the event loop as
         its messages arrive. Raises PipelineStopped when the process is gone."""
+        return self._send_jobs(RunJob(job), [(job, on_step, on_preview)])[0]
+
+    def run_batch(self, jobs: list[JobWithCallbacks]) -> list[asyncio.Future[JobOutcome]]:
+        """Send compatible jobs as one pipeline call (app/pipeline/batch_run.py); each has its own callbacks
+        and outcome, in order. Raises PipelineStopped when the process is gone."""
+        return self._send_jobs(RunBatch(tuple(job for job, _, _ in jobs)), jobs)
+
+    def _send_jobs(self, message: RunJob | RunBatch, jobs: list[JobWithCallbacks]) -> list[asyncio.Future[JobOutcome]]:
         if not self.alive or self._connection is None:
             raise PipelineStopped(f"the generation process {self.exit_reason or 'is not running'}")
-        outcome: asyncio.Future[JobOutcome] = asyncio.get_running_loop().create_future()
-        running = self._job = RunningJob(job.session_id, on_step, on_preview, outcome)
-        outcome.add_done_callback(lambda _: self._forget(running))
+        outcomes = []
+        for job, on_step, on_preview in jobs:
+            outcome: asyncio.Future[JobOutcome] = asyncio.get_running_loop().create_future()
+            running = self._jobs[job.session_id] = RunningJob(job.session_id, on_step, on_preview, outcome)
+            outcome.add_done_callback(lambda _, running=running: self._forget(running))
+            outcomes.append(outcome)
         try:
-            self._connection.send(RunJob(job))
+            self._connection.send(message)
         except OSError as error:
-            self._job = None
+            for job, _, _ in jobs:
+                self._jobs.pop(job.session_id, None)
             raise PipelineStopped(f"the generation process is gone ({error})") from error
-        return outcome
+        return outcomes
 
     def _forget(self, job: RunningJob) -> None:
-        if self._job is job:
-            self._job = None
+        if self._jobs.get(job.session_id) is job:
+            del self._jobs[job.session_id]
 
     def cancel(self, session_id: str) -> bool:
         """Ask the running job to stop at its next step; False when `session_id` is not the one running."""
-        if self._job is None or self._job.session_id != session_id or self._connection is None:
+        if session_id not in self._jobs or self._connection is None:
             return False
         try:
             self._connection.send(CancelJob(session_id))
+        except OSError:
+            return False
+        return True
+
+    def set_previews(self, session_id: str, watched: bool) -> bool:
+        """Tell the running job to render previews from its next step on, or to stop; False when it does not run."""
+        if session_id not in self._jobs or self._connection is None:
+            return False
+        try:
+            self._connection.send(SetPreviews(session_id, watched))
         except OSError:
             return False
         return True
@@ -226,16 +254,16 @@ class PipelineProcess:
                 asyncio.get_running_loop().create_task(self._report_exit())
 
     def _dispatch(self, message: Any) -> None:
-        job = self._job
+        job = self._jobs.get(getattr(message, "session_id", ""))
         if isinstance(message, (StepDone, PreviewReady)):
-            if job is not None and job.session_id == message.session_id:
+            if job is not None:
                 handler = job.on_step if isinstance(message, StepDone) else job.on_preview
                 try:
                     handler(message)  # type: ignore[arg-type]
                 except Exception:
                     log.exception("handling %s of job %s failed", type(message).__name__, message.session_id)
         elif isinstance(message, (JobFinished, JobCancelled, JobFailed)):
-            if job is not None and job.session_id == message.session_id and not job.outcome.done():
+            if job is not None and not job.outcome.done():
                 job.outcome.set_result(message)
         elif isinstance(message, ModelLoaded):
             if self._loaded is not None and not self._loaded.done():
@@ -256,7 +284,7 @@ class PipelineProcess:
             self.on_exit(self)
 
     def _fail_waiters(self, error: Exception) -> None:
-        for future in (self._loaded, self._job.outcome if self._job is not None else None):
+        for future in (self._loaded, *(job.outcome for job in list(self._jobs.values()))):
             if future is not None and not future.done():
                 future.set_exception(error)
                 future.exception()  # whoever awaits it still gets the error; nobody waiting is no error

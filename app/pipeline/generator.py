@@ -199,6 +199,7 @@ class ArtworkGenerator:
         mask_image: Image.Image | None = None,
         mask_blur: int = 4,
         loras: Sequence[LoraRef | tuple[str, float]] = (),
+        rows: Sequence[tuple[str, str, int]] | None = None,
     ) -> list[Image.Image]:
         """Generate `num_images` images; image i uses seed + i (so any one can be reproduced alone).
 
@@ -208,6 +209,8 @@ class ArtworkGenerator:
         it as it is); with `mask_image` too it repaints the white part (black is kept; `mask_blur` softens
         the edge). Without `width`/`height` an input keeps its aspect ratio at the model's native area.
         `loras`: (name, weight) pairs of files in `lora_dir`, or `LoraRef`s naming their content hash.
+        `rows`: one (prompt, negative prompt, seed) per image instead of `prompt`, `negative_prompt`, `seed`
+        and `num_images` (the jobs of a batch, app/pipeline/batch_run.py); the other settings are shared.
         """
         import torch
 
@@ -231,12 +234,13 @@ class ArtworkGenerator:
         lora_refs = tuple(self._lora_ref(lora) for lora in loras)
         fresh_scheduler = self._fresh_scheduler(scheduler or DEFAULT_SCHEDULER)
         base_seed = random_seed() if seed is None else seed
+        if rows is None:
+            rows = [(prompt, negative_prompt, image_seed(base_seed, i)) for i in range(num_images)]
         if on_step is None and session_id is not None:
             on_step = self._session_progress(session_id)
         generator_device = "cpu" if self.device == "mps" else self.device
-        generators = [
-            torch.Generator(generator_device).manual_seed(image_seed(base_seed, i)) for i in range(num_images)
-        ]
+        generators = [torch.Generator(generator_device).manual_seed(row_seed) for _, _, row_seed in rows]
+        negatives = [negative for _, negative, _ in rows]
 
         last_reported = 0
 
@@ -258,8 +262,8 @@ class ArtworkGenerator:
                 self.loras.activate(lora_refs)
                 pipeline.scheduler = fresh_scheduler
                 output = pipeline(
-                    prompt=[prompt] * num_images,
-                    negative_prompt=[negative_prompt] * num_images if negative_prompt else None,
+                    prompt=[row_prompt for row_prompt, _, _ in rows],
+                    negative_prompt=negatives if any(negatives) else None,
                     num_inference_steps=num_inference_steps,
                     guidance_scale=guidance_scale,
                     generator=generators,

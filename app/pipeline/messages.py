@@ -1,9 +1,10 @@
 """What the server and its generation process say to each other over their pipe (pickled dataclasses).
 
-Server -> process: `RunJob`, `CancelJob`, `Shutdown`. Process -> server: `DownloadProgress` and then
-`ModelLoaded` or `LoadFailed` once at start; per job `StepDone` after every denoising step,
-`PreviewReady` when a preview was rendered, and exactly one outcome (`JobFinished`, `JobCancelled` or
-`JobFailed`).
+Server -> process: `RunJob` (or `RunBatch`: compatible jobs in one pipeline call), `CancelJob`,
+`SetPreviews` (someone started or stopped watching a running job's previews), `Shutdown`.
+Process -> server: `DownloadProgress` and then `ModelLoaded` or `LoadFailed` once at start; per job
+(also per job of a batch) `StepDone` after every denoising step, `PreviewReady` when a preview was
+rendered, and exactly one outcome (`JobFinished`, `JobCancelled` or `JobFailed`).
 
 Fields marked "timing" are `time.perf_counter()` stamps (CLOCK_MONOTONIC on Linux: one clock for both
 processes) and durations that nothing in the server decides on: the benchmarks in bench/ read them to
@@ -64,6 +65,7 @@ class JobSpec:
     strength: float = 0.75
     mask_blur: int = 4
     loras: tuple[LoraRef, ...] = ()
+    previews_watched: bool = True  # render previews from the start (someone watches); SetPreviews changes it
 
 
 # ----------------------------------------------------------------------------- server -> process
@@ -75,8 +77,24 @@ class RunJob:
 
 
 @dataclass(frozen=True)
+class RunBatch:
+    """Jobs that can share one pipeline call (same model, size, steps, scheduler, guidance, mode, LoRAs:
+    app/engine/batching.py decides); each still reports and ends on its own."""
+
+    jobs: tuple[JobSpec, ...]
+
+
+@dataclass(frozen=True)
 class CancelJob:
     session_id: str
+
+
+@dataclass(frozen=True)
+class SetPreviews:
+    """Render previews of this job from its next step on (`watched`), or stop rendering them."""
+
+    session_id: str
+    watched: bool
 
 
 @dataclass(frozen=True)

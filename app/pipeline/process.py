@@ -15,52 +15,50 @@ import sys
 import threading
 import time
 from collections import deque
-from datetime import datetime, timezone
+from collections.abc import Sequence
 from multiprocessing.connection import Connection
-from pathlib import Path
 from typing import Any
 
 from PIL import Image
 
-from ..protocol import GenerationMetadata, LoraUse
 from . import entry
+from .batch_run import run_batch
 from .failures import describe_failure
 from .generator import ArtworkGenerator, GenerationCancelledError
+from .job_output import JobReporter, finished
 from .lora_adapters import supports_lora
-from .lora_files import short_hash
 from .messages import (
     CancelJob,
     DownloadProgress,
     InputImage,
     JobCancelled,
     JobFailed,
-    JobFinished,
     JobOutcome,
     JobSpec,
     LoadFailed,
     ModelLoaded,
     ModelSpec,
-    PreviewReady,
+    RunBatch,
     RunJob,
+    SetPreviews,
     Shutdown,
-    StepDone,
 )
-from .png import save_png
-from .preview_renderer import PreviewRenderer
 from .sources import ModelUnavailable
-from .values import image_seed, mode_of
 
 log = logging.getLogger(__name__)
 
 
 class Channel:
-    """The process's end of the pipe: sends from any thread; notices cancels while a job runs."""
+    """The process's end of the pipe: sends from any thread; notices cancels and preview watchers while
+    jobs run (one job, or the jobs of a batch)."""
 
     def __init__(self, connection: Connection) -> None:
         self.connection = connection
         self.stopping = False  # Shutdown received, or the server went away
         self._send_lock = threading.Lock()
-        self._cancelled: str | None = None  # the running job, once a cancel for it arrived
+        self._running: frozenset[str] = frozenset()
+        self._cancelled: set[str] = set()  # running jobs a cancel arrived for
+        self._watched: dict[str, bool] = {}  # running job -> previews wanted (from its spec, then SetPreviews)
         self._inbox: deque[Any] = deque()
 
     def send(self, message: Any) -> None:
@@ -72,21 +70,38 @@ class Channel:
             return self._inbox.popleft()
         return self.connection.recv()
 
+    def begin(self, jobs: Sequence[JobSpec]) -> None:
+        """These jobs run now (a late cancel or watcher change of an earlier job is moot)."""
+        self._running = frozenset(job.session_id for job in jobs)
+        self._cancelled.clear()
+        self._watched = {job.session_id: job.previews_watched for job in jobs}
+
     def should_stop(self, session_id: str) -> bool:
         """Read what arrived since the last step (a poll: microseconds) and say whether to stop this job."""
+        self.poll()
+        return self.stopping or session_id in self._cancelled
+
+    def previews_watched(self, session_id: str) -> bool:
+        """Whether someone watches this job's previews now (a watcher that arrived during this step counts)."""
+        self.poll()
+        return self._watched.get(session_id, True)
+
+    def poll(self) -> None:
         try:
             while self.connection.poll():
                 message = self.connection.recv()
                 if isinstance(message, CancelJob):
-                    if message.session_id == session_id:  # a late cancel of an earlier job is moot
-                        self._cancelled = session_id
+                    if message.session_id in self._running:
+                        self._cancelled.add(message.session_id)
+                elif isinstance(message, SetPreviews):
+                    if message.session_id in self._running:
+                        self._watched[message.session_id] = message.watched
                 elif isinstance(message, Shutdown):
                     self.stopping = True
                 else:
                     self._inbox.append(message)
         except (EOFError, OSError):
             self.stopping = True
-        return self.stopping or self._cancelled == session_id
 
 
 def configure_logging() -> None:
@@ -140,17 +155,9 @@ def load(spec: ModelSpec, channel: Channel) -> ArtworkGenerator | None:
 
 
 def run_job(generator: ArtworkGenerator, job: JobSpec, channel: Channel) -> JobOutcome:
-    previews = PreviewRenderer(job.previews, generator, job.width, job.height)
-    rendered: list[float] = []
-
-    def on_step(step: int, total_steps: int, latents: Any) -> None:
-        channel.send(StepDone(job.session_id, step, total_steps, time.perf_counter()))
-        preview = previews.on_step(step, latents)
-        if preview is not None:
-            rendered.append(preview.seconds)
-            channel.send(PreviewReady(job.session_id, step, preview.jpeg, preview.width, preview.height, preview.seconds))
-
-    entered = left = time.perf_counter()
+    channel.begin([job])
+    reporter = JobReporter(job, generator, channel)
+    entered = time.perf_counter()
     try:
         images = generator.generate(
             prompt=job.prompt,
@@ -162,7 +169,7 @@ def run_job(generator: ArtworkGenerator, job: JobSpec, channel: Channel) -> JobO
             width=job.width,
             height=job.height,
             scheduler=job.scheduler,
-            on_step=on_step,
+            on_step=reporter.on_step,
             should_stop=lambda: channel.should_stop(job.session_id),
             init_image=decoded(job.init_image),
             mask_image=decoded(job.mask_image),
@@ -170,42 +177,14 @@ def run_job(generator: ArtworkGenerator, job: JobSpec, channel: Channel) -> JobO
             mask_blur=job.mask_blur,
             loras=job.loras,
         )
-        left = time.perf_counter()
-        has_input, has_mask = job.init_image is not None, job.mask_image is not None
-        metadata = GenerationMetadata(
-            prompt=job.prompt,
-            negative_prompt=job.negative_prompt,
-            seed=job.seed,
-            num_inference_steps=job.num_inference_steps,
-            guidance_scale=job.guidance_scale,
-            model=generator.model_name,
-            width=images[0].width,
-            height=images[0].height,
-            scheduler=job.scheduler or "default",
-            created_at=datetime.now(timezone.utc),
-            duration_seconds=round(left - entered, 3),
-            mode=mode_of(has_input, has_mask),
-            strength=job.strength if has_input else None,
-            mask_blur=job.mask_blur if has_mask else None,
-            init_image=job.init_image.name if job.init_image is not None else None,
-            mask_image=job.mask_image.name if job.mask_image is not None else None,
-            loras=[LoraUse(name=lora.name, weight=lora.weight, hash=short_hash(lora.sha256)) for lora in job.loras],
-        )
-        stamp = metadata.created_at.strftime("%Y%m%d-%H%M%S")
-        names = tuple(f"{stamp}-{job.session_id[:8]}-{index}.png" for index in range(len(images)))
-        for index, (name, image) in enumerate(zip(names, images)):
-            own_seed = metadata.model_copy(update={"seed": image_seed(job.seed, index)})
-            save_png(image, Path(job.images_dir) / name, own_seed)
+        return finished(generator.model_name, job, images, entered, time.perf_counter())
     except GenerationCancelledError:
         return JobCancelled(job.session_id, entered, time.perf_counter())
     except Exception as error:  # the model's failure is the job's failure, not the process's
         log.warning("job %s failed: %r", job.session_id, error)
         return JobFailed(job.session_id, describe_failure(error), entered, time.perf_counter())
     finally:
-        if rendered:
-            log.info("job %s: %d previews, %.1f ms each", job.session_id, len(rendered),
-                     1000 * sum(rendered) / len(rendered))
-    return JobFinished(job.session_id, names, metadata, entered, left)
+        reporter.log_previews()
 
 
 def decoded(image: InputImage | None) -> Image.Image | None:
@@ -233,9 +212,13 @@ def serve(connection: Connection, spec: ModelSpec) -> None:
             return  # the server is gone
         if isinstance(message, Shutdown):
             return
-        if isinstance(message, RunJob):
-            outcome = run_job(generator, message.job, channel)
+        if isinstance(message, (RunJob, RunBatch)):
+            if isinstance(message, RunJob):
+                outcomes = [run_job(generator, message.job, channel)]
+            else:
+                outcomes = run_batch(generator, message.jobs, channel)
             try:
-                channel.send(outcome)
+                for outcome in outcomes:
+                    channel.send(outcome)
             except (BrokenPipeError, OSError):
                 return

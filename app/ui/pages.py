@@ -127,11 +127,23 @@ def build_studio(engine: Engine, live: LiveJobs) -> None:
                 ui.label("Gallery").classes("text-base font-semibold studio-section-title")
                 gallery = Gallery(engine.gallery, on_open=dialog.open)
 
-    live.job_added_hooks.add(jobs.add)
+    def show_job(job: LiveJob) -> None:
+        jobs.add(job)
+        watch_previews(job)
+
+    def watch_previews(job: LiveJob) -> None:
+        """This tab shows the job's card: its previews are rendered (until it ends or the tab goes)."""
+        if not job.finished:
+            engine.watch_previews(job.session_id, jobs)
+
+    for shown in jobs.jobs.values():
+        watch_previews(shown)
+    live.job_added_hooks.add(show_job)
     live.completion_hooks.add(gallery.on_new_images)
 
     def forget_page() -> None:
-        live.job_added_hooks.discard(jobs.add)
+        live.job_added_hooks.discard(show_job)
         live.completion_hooks.discard(gallery.on_new_images)
+        engine.stop_watching(jobs)
 
     ui.context.client.on_delete(forget_page)

@@ -150,6 +150,7 @@ class A1111Runs:
                 cancel_quietly(self.engine, job.session_id)
                 job.close()
             raise
+        self.engine.run_in_order([job.session_id for job in jobs])  # A1111's batch count: one after another
         run = A1111Run(client, requests, jobs)
         self._runs.append(run)
         return run
@@ -168,9 +169,14 @@ class A1111Runs:
     def progress(self, client: str, with_image: bool) -> ProgressResponse:
         run = self.of_client(client)
         if run is not None:
+            if with_image:  # a client polling with images watches its run's previews (rendered from now on)
+                for job in run.jobs:
+                    self.engine.watch_previews(job.session_id, ("a1111 run", id(run)))
             return run.progress(self.engine, with_image)
         running = self.oldest_running()
         if running is not None:
+            if with_image:
+                self.engine.watch_previews(running.session_id, ("a1111 progress", client))
             return running_job_progress(self.engine, running, with_image)
         if self.engine.health().model.state == "loading":
             return LOADING_MODEL

@@ -76,6 +76,8 @@ class ConnectionManager:
             return
         for session_id in connection.sessions:
             self.events.remove_listener(session_id, connection.on_event)
+        if self._engine is not None:
+            self._engine.stop_watching(connection)
         connection.stop()
 
     async def broadcast(self, message: dict[str, Any]) -> None:
@@ -134,6 +136,8 @@ class ConnectionManager:
             self.events.remove_listener(message.session_id, connection.on_event)
             connection.sessions.discard(message.session_id)
             connection.preview_sessions.discard(message.session_id)
+            if self._engine is not None:
+                self._engine.unwatch_previews(message.session_id, connection)
             connection.send(UnsubscribedMessage(session_id=message.session_id).model_dump_json())
         elif isinstance(message, CancelMessage):
             self._cancel(connection, message.session_id)
@@ -155,6 +159,7 @@ class ConnectionManager:
         connection.sessions.add(session_id)
         if message.previews:
             connection.preview_sessions.add(session_id)
+            self.engine.watch_previews(session_id, connection)  # previews are rendered only while watched
         # Replay and attach without an await in between: no message can fall in the gap.
         connection.send(
             SubscribedMessage(
