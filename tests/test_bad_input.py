@@ -56,7 +56,7 @@ def test_images_route_serves_only_output_files(server, path):
 
 
 def test_job_list_filters_and_pages(start_server):
-    server = start_server()
+    server = start_server(env={"AI_ARTIST_QUEUE__MAX_BATCH": "1"})  # the newest job must still be waiting
     jobs = f"{server.base_url}/api/jobs"
     response = httpx.get(jobs, params={"status": "bogus"})
     assert response.status_code == 422 and "status" in response.text

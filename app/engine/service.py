@@ -305,14 +305,16 @@ class Engine:
         return ModelList(current=self._model.model_health(), models=self._model.known_models())
 
     def health(self) -> Health:
-        workers = self.workers()
+        remote = self._remote.views() if self._remote is not None else []
+        workers = self._model.views() + remote
+        running = len(self._model.running_ids()) + sum(view.state == "busy" for view in remote)  # a batch: each job
         model = self._model.model_health()
         if self._model.local_count == 0:  # remote workers only: ready while one holds the model
             holding = [view for view in workers if view.model == model_name(model.id) and view.state != "gone"]
             model.state = "ready" if any(view.state != "loading" for view in holding) else "loading"
         return Health(
             model=model,
-            queue=QueueHealth(pending=len(self._queue), running=sum(view.state == "busy" for view in workers)),
+            queue=QueueHealth(pending=len(self._queue), running=running),
             workers=summary(workers),
             previews=PreviewHealth(rendered=self._previews.received, watched_jobs=self._watchers.watched_jobs()),
         )

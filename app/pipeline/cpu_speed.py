@@ -27,7 +27,9 @@ def onednn_pays_off(pipeline: Any) -> bool:
 
 @contextmanager
 def cpu_inference(use_onednn: bool) -> Iterator[None]:
-    """Denormals flushed (for this thread: the setting is per thread) and oneDNN on or off for the call."""
+    """Denormals flushed (for this thread: the setting is per thread) and oneDNN on or off for the call;
+    both put back afterwards (flushing is off by default, and a caller's own float code, like hypothesis in
+    the tests, refuses to run in a thread where it leaked)."""
     import torch
 
     torch.set_flush_denormal(True)
@@ -37,3 +39,4 @@ def cpu_inference(use_onednn: bool) -> Iterator[None]:
         yield
     finally:
         torch.backends.mkldnn.enabled = was_enabled
+        torch.set_flush_denormal(False)
