@@ -11,11 +11,17 @@
   job cancelled before a worker started it.
 - `ai-artist:workers`: a hash of worker name -> its `WorkerView` as JSON, refreshed with every heartbeat.
 
-Entries are pickled dataclasses (as on the pipe to a local generation process): keep Redis private to
-the server and its workers (a password or ACL in the URL: redis://:secret@host:6379/0).
+Entries are pickled dataclasses (as on the pipe to a local generation process), read back by an
+unpickler that builds only the project's message classes and plain values (`ALLOWED`): an entry that names
+anything else (a function to call, another module's class) is refused with `UnpicklingError`, so whoever
+can write to this Redis cannot run code in the server or a worker. Still keep Redis private to the server
+and its workers (a password or ACL in the URL: redis://:secret@host:6379/0): it can see prompts and images.
 """
 from __future__ import annotations
 
+import builtins
+import datetime
+import io
 import pickle
 from dataclasses import dataclass, field
 from typing import Any
@@ -61,5 +67,26 @@ def pack(value: Any) -> bytes:
     return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
 
 
+# Modules whose classes an entry may name; only classes, never functions (see the module docstring).
+ALLOWED_MODULES = frozenset({
+    "app.remote.wire", "app.pipeline.messages", "app.pipeline.values", "app.protocol", "app.config",
+})
+ALLOWED_GLOBALS = {
+    ("datetime", name): getattr(datetime, name) for name in ("datetime", "date", "time", "timedelta", "timezone")
+} | {("builtins", name): getattr(builtins, name) for name in ("set", "frozenset", "complex", "bytearray")}
+
+
+class _MessageUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in ALLOWED_GLOBALS:
+            return ALLOWED_GLOBALS[(module, name)]
+        if module in ALLOWED_MODULES and "." not in name:
+            found = getattr(__import__(module, fromlist=[name]), name, None)
+            if isinstance(found, type):
+                return found
+        raise pickle.UnpicklingError(f"a Redis entry names {module}.{name}, which is not a message class: refused")
+
+
 def unpack(data: bytes) -> Any:
-    return pickle.loads(data)  # only the server and its workers write to this Redis (see above)
+    """Raises pickle.UnpicklingError for an entry that is not one of our messages."""
+    return _MessageUnpickler(io.BytesIO(data)).load()
