@@ -3,7 +3,10 @@ events, and the thread -> loop bridge. It feeds both faces: /ws subscribers and 
 
 Every message about a session gets the next `seq` of that session. The bus keeps, per session, the
 messages a late or reconnecting subscriber needs (queued, started, the latest progress and preview,
-the terminal message) so `replay(session_id, after_seq)` can bring it up to date. Listeners run on the
+the terminal message) so `replay(session_id, after_seq)` can bring it up to date. Only the
+`max_finished_sessions` most recently finished sessions stay in memory (a long-running server would
+otherwise grow with every job); an older one is re-created from the job store when someone subscribes
+to it (`Engine.ensure_session`), as after a restart. Listeners run on the
 event loop; the job worker publishes there too, as the generation process's messages arrive. Code on
 other threads (an `ArtworkGenerator` used as a library with a `session_id`) publishes with
 `publish_threadsafe`, which hops onto the loop with `loop.call_soon_threadsafe`.
@@ -91,10 +94,14 @@ class SessionHistory:
 
 
 class EventBus:
-    def __init__(self, seq_store: SequenceStore | None = None, max_sessions: int = 10_000) -> None:
+    def __init__(
+        self, seq_store: SequenceStore | None = None, max_sessions: int = 10_000, max_finished_sessions: int = 1_000
+    ) -> None:
         self._seq_store = seq_store
         self._max_sessions = max_sessions
+        self._max_finished = max_finished_sessions
         self._sessions: OrderedDict[str, SessionHistory] = OrderedDict()
+        self._finished: OrderedDict[str, None] = OrderedDict()  # finished sessions in memory, oldest first
         self._listeners: dict[str, set[Listener]] = {}
         self._global_listeners: set[Listener] = set()
         self._model_listeners: set[ModelListener] = set()
@@ -142,6 +149,8 @@ class EventBus:
             history.seq += 1
             event.seq = history.seq
             history.remember(event)
+            if isinstance(event, TERMINAL_EVENTS):
+                self._forget_old_finished(event.session_id)
         if self._seq_store is not None:
             self._save_seq(event.session_id, event.seq)
         text = event.model_dump_json()
@@ -241,6 +250,15 @@ class EventBus:
             history.seq = max(history.seq, seq)
             for event in events:
                 history.remember(event)
+            if history.terminal is not None:
+                self._forget_old_finished(session_id)
+
+    def _forget_old_finished(self, session_id: str) -> None:
+        self._finished[session_id] = None
+        self._finished.move_to_end(session_id)
+        while len(self._finished) > self._max_finished:
+            oldest, _ = self._finished.popitem(last=False)
+            self._sessions.pop(oldest, None)
 
     def _history(self, session_id: str) -> SessionHistory:
         history = self._sessions.get(session_id)
