@@ -10,8 +10,8 @@ import logging
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
-from ..pipeline.client import JobWithCallbacks, PipelineProcess, PipelineStopped
-from ..pipeline.messages import JobCancelled, JobFailed, JobOutcome, JobSpec, PreviewReady, StepDone
+from ..pipeline.client import PipelineProcess, PipelineStopped
+from ..pipeline.messages import JobOutcome, JobSpec
 from ..pipeline.values import denoising_steps
 from .inputs import InputProblem
 from .store import JobRecord
@@ -20,31 +20,6 @@ if TYPE_CHECKING:
     from .worker import JobWorker
 
 log = logging.getLogger(__name__)
-
-
-def _callbacks(worker: JobWorker, job: JobSpec) -> JobWithCallbacks:
-    from .worker import StepClock
-
-    clock = StepClock()
-    session_id = job.session_id
-
-    def on_step(message: StepDone) -> None:
-        worker.journal.progressed(session_id, message.step, message.total_steps, clock.eta(message.step, message.total_steps))
-
-    def on_preview(message: PreviewReady) -> None:
-        worker.journal.previewed(session_id, message.step, message.jpeg, message.width, message.height)
-
-    return job, on_step, on_preview
-
-
-def _record_outcome(worker: JobWorker, session_id: str, outcome: JobOutcome) -> None:
-    if isinstance(outcome, JobCancelled):
-        worker.journal.cancelled(session_id)
-    elif isinstance(outcome, JobFailed):
-        log.warning("job %s failed: %s", session_id, outcome.error)
-        worker.journal.failed(session_id, outcome.error)
-    else:
-        worker.journal.completed(session_id, list(outcome.image_names), outcome.metadata)
 
 
 async def run_batch(worker: JobWorker, records: list[JobRecord]) -> None:
@@ -66,7 +41,7 @@ async def run_batch(worker: JobWorker, records: list[JobRecord]) -> None:
             worker.journal.started(job.session_id, job.seed, denoising_steps(job.num_inference_steps, None),
                                    pipeline.model_name, worker.name)
         try:
-            outcomes = pipeline.run_batch([_callbacks(worker, job) for job in jobs])
+            outcomes = pipeline.run_batch([(job, *worker.job_callbacks(job.session_id)) for job in jobs])
         except PipelineStopped as error:
             for job in jobs:
                 worker.journal.failed(job.session_id, f"{error}; the model is being loaded again, the next job will "
@@ -89,4 +64,4 @@ async def _end(worker: JobWorker, session_id: str, outcome: asyncio.Future[JobOu
         worker.journal.failed(session_id, f"{error}; the model is being loaded again, the next job will run on it")
         return
     worker.running_ids = tuple(running for running in worker.running_ids if running != session_id)
-    _record_outcome(worker, session_id, result)
+    worker.record_outcome(session_id, result)

@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 
 from ..config import PreviewSettings
 from ..pipeline.client import PipelineProcess, PipelineStopped
-from ..pipeline.messages import JobCancelled, JobFailed, JobSpec, PreviewReady, StepDone
+from ..pipeline.messages import JobCancelled, JobFailed, JobOutcome, JobSpec, PreviewReady, StepDone
 from ..pipeline.values import denoising_steps
 from ..protocol import TERMINAL_STATUSES, WorkerState, WorkerView
 from .batch_jobs import run_batch
@@ -174,15 +174,7 @@ class JobWorker:
         self.not_running.clear()
         total_steps = denoising_steps(job.num_inference_steps, job.strength if job.init_image is not None else None)
         self.journal.started(record.id, job.seed, total_steps, pipeline.model_name, self.name)
-        clock = StepClock()
-
-        def on_step(message: StepDone) -> None:
-            eta = clock.eta(message.step, message.total_steps)
-            self.journal.progressed(record.id, message.step, message.total_steps, eta)
-
-        def on_preview(message: PreviewReady) -> None:
-            self.journal.previewed(record.id, message.step, message.jpeg, message.width, message.height)
-
+        on_step, on_preview = self.job_callbacks(record.id)
         try:
             running = pipeline.run(job, on_step, on_preview)
             self.announce_positions()  # the waiting jobs moved up; told while the generation already runs
@@ -195,10 +187,28 @@ class JobWorker:
             self.jobs_done += 1
             self.last_seen = datetime.now(timezone.utc)
             self.not_running.set()
+        self.record_outcome(record.id, outcome)
+
+    def job_callbacks(
+        self, session_id: str
+    ) -> tuple[Callable[[StepDone], None], Callable[[PreviewReady], None]]:
+        """What a running job's steps and previews become (journal entries, with the ETA), alone or in a batch."""
+        clock = StepClock()
+
+        def on_step(message: StepDone) -> None:
+            eta = clock.eta(message.step, message.total_steps)
+            self.journal.progressed(session_id, message.step, message.total_steps, eta)
+
+        def on_preview(message: PreviewReady) -> None:
+            self.journal.previewed(session_id, message.step, message.jpeg, message.width, message.height)
+
+        return on_step, on_preview
+
+    def record_outcome(self, session_id: str, outcome: JobOutcome) -> None:
         if isinstance(outcome, JobCancelled):
-            self.journal.cancelled(record.id)
+            self.journal.cancelled(session_id)
         elif isinstance(outcome, JobFailed):
-            log.warning("job %s failed: %s", record.id, outcome.error)
-            self.journal.failed(record.id, outcome.error)
+            log.warning("job %s failed: %s", session_id, outcome.error)
+            self.journal.failed(session_id, outcome.error)
         else:
-            self.journal.completed(record.id, list(outcome.image_names), outcome.metadata)
+            self.journal.completed(session_id, list(outcome.image_names), outcome.metadata)
