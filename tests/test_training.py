@@ -11,6 +11,7 @@ import torch
 
 from app.training.scenes import (
     COLOURS,
+    ShapeScene,
     all_landscape_scenes,
     all_shape_scenes,
     is_held_out,
@@ -149,15 +150,20 @@ def test_shipped_model_loads_with_the_app_loader() -> None:
     assert len(images) == 1 and images[0].size == (64, 64)
 
 
-def test_batches_are_the_same_on_any_number_of_workers() -> None:
+def test_batches_are_the_same_on_any_number_of_workers(tmp_path: Path) -> None:
     from app.training.batches import DECODER_PHASE, NoiseBatches, PoolChunks, SceneBatches, load
+    from app.training.caption_noise import CaptionNoiser
 
     cpu = torch.device("cpu")
+    captions = [scene.caption for scene in all_shape_scenes()[:50]]
+    noiser = CaptionNoiser(captions, build_tokenizer(tmp_path), fraction=0.5)
     datasets = [
         SceneBatches(seed=5, phase=DECODER_PHASE, first_step=3, total_steps=6, batch=3, crop=32),
         PoolChunks(seed=5, pool_size=10, chunk=4),
         NoiseBatches(seed=5, first_step=7, total_steps=10, batch=4, pool_length=50, caption_dropout=0.5,
                      num_timesteps=1000, latent_shape=(4, 16, 16)),
+        NoiseBatches(seed=5, first_step=7, total_steps=10, batch=4, pool_length=50, caption_dropout=0.5,
+                     num_timesteps=1000, latent_shape=(4, 16, 16), noiser=noiser),
     ]
     for dataset in datasets:
         in_process, in_workers = list(load(dataset, 0, cpu)), list(load(dataset, 2, cpu))
@@ -203,3 +209,62 @@ def test_shipped_model_follows_held_out_prompts(shipped_pipeline) -> None:
     assert sum(score.shape_ok for score in scores) >= 3, [(s.caption, r.reading) for s, r in zip(shapes, scores)]
     times = [classify_time_of_day(image) for image in landscape_images]
     assert sum(t == s.time_of_day for t, s in zip(times, landscapes)) >= 3, list(zip([s.caption for s in landscapes], times))
+
+
+def test_shipped_model_ignores_words_it_never_saw(shipped_pipeline) -> None:
+    """Issue #19: "one blue circle" came out red. Unknown words must not carry colour, shape or time of day."""
+    from app.training.evaluate import generate, held_out_prompts, robustness_prompts
+
+    prompts = ["one blue circle", "one green square", "a cute red triangle", "a painting of a purple circle, highly detailed"]
+    images = generate(shipped_pipeline, [p for p in prompts for _ in range(2)], steps=20, guidance=7.5, seed=77)
+    readings = [score_shape(image, ShapeScene(colour, shape, None, None)).reading for image, (colour, shape) in
+                zip(images, [pair for pair in [("blue", "circle"), ("green", "square"), ("red", "triangle"),
+                                               ("purple", "circle")] for _ in range(2)])]
+    assert sum(r.colour == c for r, c in zip(readings, ["blue"] * 2 + ["green"] * 2 + ["red"] * 2 + ["purple"] * 2)) >= 7, readings
+
+    shapes, _ = held_out_prompts(shape_count=4, landscape_count=0, seed=1234)
+    noisy = robustness_prompts([s.caption for s in shapes], seed=1234)
+    scores = [score_shape(image, scene) for image, scene in
+              zip(generate(shipped_pipeline, noisy, steps=20, guidance=7.5, seed=1234), shapes)]
+    assert sum(score.colour_ok for score in scores) >= 3, list(zip(noisy, [s.reading for s in scores]))
+
+
+def test_shipped_model_draws_the_guide_prompts_at_sunset(shipped_pipeline) -> None:
+    from app.training.evaluate import GUIDE_PROMPTS, generate
+
+    images = generate(shipped_pipeline, [p for p in GUIDE_PROMPTS for _ in range(2)], steps=20, guidance=7.5, seed=5)
+    assert [classify_time_of_day(image) for image in images] == ["sunset"] * 4
+
+
+def test_fine_tune_from_a_pipeline_folder_with_caption_noise_resumes_exactly(tmp_path: Path) -> None:
+    """``train --base-model FOLDER --caption-noise F``: starts from the folder's weights, keeps its VAE, resumes exactly."""
+    from dataclasses import replace
+
+    from diffusers import AutoencoderKL
+
+    from app.training.train import export_pipeline, train
+
+    train(_tiny_config(tmp_path / "base-run", unet_steps=2))
+    base = tmp_path / "base-model"
+    export_pipeline(tmp_path / "base-run", base, "tiny")
+
+    def fine_tune(run_dir: Path, steps: int):
+        return replace(_tiny_config(run_dir, steps), base_model=str(base), caption_noise=0.5, pool_size=24)
+
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    train(fine_tune(straight, 4))
+    train(fine_tune(resumed, 2))
+    train(fine_tune(resumed, 4))
+    final_straight = torch.load(straight / "checkpoint.pt", weights_only=False)
+    final_resumed = torch.load(resumed / "checkpoint.pt", weights_only=False)
+    for part in ("unet", "text_encoder"):
+        for name, tensor in final_straight[part].items():
+            torch.testing.assert_close(final_resumed[part][name], tensor, msg=name)
+
+    tuned = export_pipeline(straight, tmp_path / "tuned", "tiny")
+    base_vae = AutoencoderKL.from_pretrained(base / "vae")
+    assert tuned.vae.config.scaling_factor == base_vae.config.scaling_factor
+    for name, tensor in base_vae.state_dict().items():
+        assert torch.equal(tuned.vae.state_dict()[name], tensor), name
+    base_unet = torch.load(tmp_path / "base-run" / "checkpoint.pt", weights_only=False)["ema_unet"]
+    assert any(not torch.equal(final_straight["unet"][name], base_unet[name]) for name in base_unet)

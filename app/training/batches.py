@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from .caption_noise import CaptionNoiser
 from .scenes import sample_training_example
 
 VAE_PHASE, POOL_PHASE, UNET_PHASE, DECODER_PHASE = 1, 2, 3, 4
@@ -55,13 +56,17 @@ class PoolChunks(Dataset):
 
 
 class NoiseBatches(Dataset):
-    """For diffusion step ``first_step + i``: pool indices, dropped captions, noise and timesteps."""
+    """For diffusion step ``first_step + i``: pool indices, dropped captions, noise and timesteps.
+
+    With a ``noiser``, also the rows' token ids (``ids``), some of them with caption noise.
+    """
 
     def __init__(self, seed: int, first_step: int, total_steps: int, batch: int, pool_length: int,
-                 caption_dropout: float, num_timesteps: int, latent_shape: tuple[int, ...]) -> None:
+                 caption_dropout: float, num_timesteps: int, latent_shape: tuple[int, ...],
+                 noiser: CaptionNoiser | None = None) -> None:
         self.seed, self.first_step, self.total_steps, self.batch = seed, first_step, total_steps, batch
         self.pool_length, self.caption_dropout = pool_length, caption_dropout
-        self.num_timesteps, self.latent_shape = num_timesteps, latent_shape
+        self.num_timesteps, self.latent_shape, self.noiser = num_timesteps, latent_shape, noiser
 
     def __len__(self) -> int:
         return self.total_steps - self.first_step
@@ -69,12 +74,17 @@ class NoiseBatches(Dataset):
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         rng = np.random.default_rng([self.seed, UNET_PHASE, self.first_step + index])
         generator = torch.Generator().manual_seed(int(rng.integers(0, 2**62)))
-        return {
-            "index": torch.from_numpy(rng.integers(0, self.pool_length, size=self.batch)),
+        indices = rng.integers(0, self.pool_length, size=self.batch)
+        batch = {
+            "index": torch.from_numpy(indices),
             "dropped": torch.from_numpy(rng.random(self.batch) < self.caption_dropout),
             "noise": torch.randn((self.batch, *self.latent_shape), generator=generator),
             "timesteps": torch.randint(0, self.num_timesteps, (self.batch,), generator=generator),
         }
+        if self.noiser is not None:
+            caption_rng = np.random.default_rng([self.seed, UNET_PHASE, self.first_step + index, 1])
+            batch["ids"] = torch.tensor(self.noiser.token_ids(indices, caption_rng))
+        return batch
 
 
 def load(dataset: Dataset, workers: int, device: torch.device) -> DataLoader:

@@ -3,12 +3,15 @@
 Generates every prompt (captions never seen in training, see
 ``scenes.is_held_out``), scores colour and shape for shape prompts and time
 of day for landscape prompts, prints the figures and writes a labelled grid.
+The robustness set scores the same prompts again with two words inserted
+that no training caption contains (``unseen_words.txt``), and the guide's own
+prompts are checked for a sunset sky.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,13 +19,17 @@ import torch
 from diffusers import AutoPipelineForText2Image, DiffusionPipeline
 from PIL import Image, ImageDraw
 
+from .caption_noise import insert_unseen_words
 from .scenes import LandscapeScene, ShapeScene, all_landscape_scenes, all_shape_scenes, is_held_out
 from .scoring import classify_time_of_day, score_shape
 
 SHOWCASE_PROMPTS = (
     "a red circle", "a blue square on a yellow background", "a green triangle in the top left",
     "a serene mountain landscape at sunset", "a starry night over the sea", "a forest by a lake at dawn",
+    "one blue circle", "A beautiful sunset",
 )
+GUIDE_PROMPTS = ("A serene mountain landscape at sunset", "A beautiful sunset")  # the WebSocket guide's own
+GUIDE_SEEDS = 4
 BATCH = 8
 
 
@@ -73,14 +80,65 @@ def write_grid(images: list[np.ndarray], captions: list[str], path: Path, column
 
 
 @dataclass(frozen=True)
-class EvaluationResult:
+class SetScores:
+    """One prompt set's figures, as fractions."""
+
     colour_accuracy: float
     shape_accuracy: float
     position_accuracy: float
     time_of_day_accuracy: float
     shape_prompts: int
     landscape_prompts: int
+
+
+@dataclass(frozen=True)
+class EvaluationResult(SetScores):
     seconds_per_image: float
+    robust: SetScores  # the same prompts with two unseen words inserted into each
+    guide_sunsets: int  # of GUIDE_SEEDS images per guide prompt, how many have a sunset sky
+    guide_images: int
+
+
+def robustness_prompts(captions: list[str], seed: int) -> list[str]:
+    """``captions`` with two evaluation-only words (``unseen_words.txt``) inserted into each, reproducibly."""
+    rng = np.random.default_rng([seed, 19])
+    return [insert_unseen_words(caption, rng) for caption in captions]
+
+
+def score_set(pipeline: DiffusionPipeline, shapes: list[ShapeScene], shape_prompts: list[str],
+              landscapes: list[LandscapeScene], landscape_prompts: list[str], steps: int, guidance: float,
+              seed: int) -> tuple[SetScores, list[np.ndarray], list[np.ndarray]]:
+    """Generate ``*_prompts`` and score each image against its scene; the figures and the images."""
+    shape_images = generate(pipeline, shape_prompts, steps, guidance, seed)
+    landscape_images = generate(pipeline, landscape_prompts, steps, guidance, seed + 10_000)
+    shape_scores = [score_shape(image, scene) for image, scene in zip(shape_images, shapes)]
+    times = [classify_time_of_day(image) for image in landscape_images]
+    positioned = [score.position_ok for score in shape_scores if score.position_ok is not None]
+    for prompt, score in zip(shape_prompts, shape_scores):
+        if not (score.colour_ok and score.shape_ok):
+            print(f"  miss: {prompt!r} -> {score.reading.colour} {score.reading.shape}")
+    for prompt, scene, time_of_day in zip(landscape_prompts, landscapes, times):
+        if time_of_day != scene.time_of_day:
+            print(f"  miss: {prompt!r} -> {time_of_day}")
+    scores = SetScores(
+        colour_accuracy=float(np.mean([s.colour_ok for s in shape_scores])) if shapes else 0.0,
+        shape_accuracy=float(np.mean([s.shape_ok for s in shape_scores])) if shapes else 0.0,
+        position_accuracy=float(np.mean(positioned)) if positioned else 0.0,
+        time_of_day_accuracy=float(np.mean([t == s.time_of_day for t, s in zip(times, landscapes)])) if landscapes else 0.0,
+        shape_prompts=len(shapes), landscape_prompts=len(landscapes),
+    )
+    print(f"shape prompts: {scores.shape_prompts}  colour {scores.colour_accuracy:.1%}  shape {scores.shape_accuracy:.1%}"
+          f"  position {scores.position_accuracy:.1%} (of {len(positioned)} with a position)")
+    print(f"landscape prompts: {scores.landscape_prompts}  time of day {scores.time_of_day_accuracy:.1%}")
+    return scores, shape_images, landscape_images
+
+
+def count_guide_sunsets(pipeline: DiffusionPipeline, steps: int, guidance: float, seed: int) -> int:
+    prompts = [prompt for prompt in GUIDE_PROMPTS for _ in range(GUIDE_SEEDS)]
+    images = generate(pipeline, prompts, steps, guidance, seed)
+    times = [classify_time_of_day(image) for image in images]
+    print(f"guide prompts {GUIDE_PROMPTS}: {times}")
+    return sum(time_of_day == "sunset" for time_of_day in times)
 
 
 def run_evaluation(model: Path, grid: Path | None, shape_count: int, landscape_count: int,
@@ -88,34 +146,26 @@ def run_evaluation(model: Path, grid: Path | None, shape_count: int, landscape_c
     torch.set_num_threads(2)
     pipeline = load_pipeline(model, device)
     shapes, landscapes = held_out_prompts(shape_count, landscape_count, seed)
+    shape_captions, landscape_captions = [s.caption for s in shapes], [s.caption for s in landscapes]
+    print("held-out prompts:")
     began = time.time()
-    shape_images = generate(pipeline, [s.caption for s in shapes], steps, guidance, seed)
-    landscape_images = generate(pipeline, [s.caption for s in landscapes], steps, guidance, seed + 10_000)
+    clean, shape_images, landscape_images = score_set(pipeline, shapes, shape_captions, landscapes, landscape_captions,
+                                                      steps, guidance, seed)
     seconds_per_image = (time.time() - began) / max(1, len(shapes) + len(landscapes))
-    shape_scores = [score_shape(image, scene) for image, scene in zip(shape_images, shapes)]
-    times = [classify_time_of_day(image) for image in landscape_images]
-    positioned = [score.position_ok for score in shape_scores if score.position_ok is not None]
-    result = EvaluationResult(
-        colour_accuracy=float(np.mean([s.colour_ok for s in shape_scores])) if shapes else 0.0,
-        shape_accuracy=float(np.mean([s.shape_ok for s in shape_scores])) if shapes else 0.0,
-        position_accuracy=float(np.mean(positioned)) if positioned else 0.0,
-        time_of_day_accuracy=float(np.mean([t == s.time_of_day for t, s in zip(times, landscapes)])) if landscapes else 0.0,
-        shape_prompts=len(shapes), landscape_prompts=len(landscapes), seconds_per_image=seconds_per_image,
-    )
-    for scene, score in zip(shapes, shape_scores):
-        if not (score.colour_ok and score.shape_ok):
-            print(f"  miss: {scene.caption!r} -> {score.reading.colour} {score.reading.shape}")
-    for scene, time_of_day in zip(landscapes, times):
-        if time_of_day != scene.time_of_day:
-            print(f"  miss: {scene.caption!r} -> {time_of_day}")
-    print(f"shape prompts: {result.shape_prompts}  colour {result.colour_accuracy:.1%}  shape {result.shape_accuracy:.1%}"
-          f"  position {result.position_accuracy:.1%} (of {len(positioned)} with a position)")
-    print(f"landscape prompts: {result.landscape_prompts}  time of day {result.time_of_day_accuracy:.1%}")
+    print("held-out prompts with two unseen words inserted:")
+    robust, robust_shapes, robust_landscapes = score_set(
+        pipeline, shapes, robustness_prompts(shape_captions, seed), landscapes,
+        robustness_prompts(landscape_captions, seed + 1), steps, guidance, seed)
+    guide_sunsets = count_guide_sunsets(pipeline, steps, guidance, seed + 30_000)
+    result = EvaluationResult(**asdict(clean), seconds_per_image=seconds_per_image, robust=robust,
+                              guide_sunsets=guide_sunsets, guide_images=len(GUIDE_PROMPTS) * GUIDE_SEEDS)
     print(f"generation: {result.seconds_per_image:.2f} s/image in batches of {BATCH} ({steps} steps, guidance {guidance})")
     if grid is not None:
         showcase = generate(pipeline, list(SHOWCASE_PROMPTS), steps, guidance, seed + 20_000)
-        images = [*showcase, *shape_images[:26], *landscape_images[:16]]
-        captions = [*SHOWCASE_PROMPTS, *(s.caption for s in shapes[:26]), *(s.caption for s in landscapes[:16])]
+        robust_prompts = robustness_prompts(shape_captions, seed)
+        images = [*showcase, *shape_images[:16], *robust_shapes[:8], *landscape_images[:12], *robust_landscapes[:4]]
+        captions = [*SHOWCASE_PROMPTS, *shape_captions[:16], *robust_prompts[:8], *landscape_captions[:12],
+                    *robustness_prompts(landscape_captions, seed + 1)[:4]]
         write_grid(images, captions, grid)
         print(f"grid: {grid}")
     return result

@@ -19,7 +19,8 @@ from .scenes import all_landscape_scenes, all_shape_scenes
 
 START_TOKEN = "<|startoftext|>"
 END_TOKEN = "<|endoftext|>"
-MAX_LENGTH = 16  # start + at most 14 words + end; the longest caption has 11 words
+MAX_LENGTH = 32  # start + 30 tokens + end: the longest caption has 11 words, and a word the vocabulary lacks
+# costs one token per letter, so a prompt with a few unknown words still fits
 
 EXTRA_WORDS = (
     "an image of picture photo painting with and the in on at over by under background "

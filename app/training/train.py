@@ -17,7 +17,6 @@ Longer than 300 lines on purpose: both phases' loops and their checkpointing, re
 
 from __future__ import annotations
 
-import csv
 import math
 import time
 from collections.abc import Callable
@@ -31,6 +30,9 @@ from diffusers import AutoencoderKL, StableDiffusionPipeline
 from tqdm import tqdm
 
 from .batches import VAE_PHASE, NoiseBatches, PoolChunks, SceneBatches, load
+from .caption_noise import CaptionNoiser
+from .finetune import load_base_models, load_base_vae
+from .loss_log import LossLog
 from .models import SIZES, make_sampling_scheduler, make_text_encoder, make_training_scheduler, make_unet, make_vae
 from .tokenizer import build_tokenizer
 
@@ -58,6 +60,8 @@ class TrainConfig:
     threads: int = 2
     device: str = "cpu"
     data_workers: int = 0
+    base_model: str = ""  # a pipeline folder: fine-tune its UNet and text encoder, keep its VAE (finetune.py)
+    caption_noise: float = 0.0  # fraction of captions given unseen-word noise (caption_noise.py)
 
 
 def save_atomically(state: dict, path: Path) -> None:
@@ -118,35 +122,6 @@ def steps_for_budget(minutes: float, run_step: Callable[[int], None], device: to
     return steps
 
 
-class LossLog:
-    """``loss.csv``; losses stay on the device until a flush, so logging does not stall a GPU every step."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.pending: list[tuple[str, int, torch.Tensor, float, float]] = []
-        self.last_loss: float | None = None
-        if not path.exists():
-            path.write_text("phase,step,loss,lr,seconds\n")
-
-    def write(self, phase: str, step: int, loss: torch.Tensor | float, lr: float, seconds: float) -> None:
-        self.pending.append((phase, step, torch.as_tensor(loss).detach(), lr, seconds))
-        if len(self.pending) >= 50:
-            self.flush()
-
-    def flush(self) -> float | None:
-        """Write what is pending; the last loss written so far."""
-        if not self.pending:
-            return self.last_loss
-        losses = torch.stack([loss.float().cpu() for _, _, loss, _, _ in self.pending]).tolist()
-        with self.path.open("a", newline="") as handle:
-            writer = csv.writer(handle)
-            for (phase, step, _, lr, seconds), loss in zip(self.pending, losses):
-                writer.writerow([phase, step, f"{loss:.5f}", f"{lr:.6f}", f"{seconds:.3f}"])
-        self.pending.clear()
-        self.last_loss = losses[-1]
-        return self.last_loss
-
-
 def reconstruction_loss(reconstruction: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
     """L1 + MSE + L1 of 8x8-pooled colours (flat colours first)."""
     colour_loss = F.l1_loss(F.avg_pool2d(reconstruction, 8), F.avg_pool2d(images, 8))
@@ -172,6 +147,10 @@ def train_vae(config: TrainConfig, log: LossLog) -> AutoencoderKL:
     final_path = config.run_dir / "vae"
     if (final_path / "config.json").exists():
         return AutoencoderKL.from_pretrained(final_path).to(device)
+    if config.base_model:
+        vae = load_base_vae(Path(config.base_model))
+        vae.save_pretrained(final_path)
+        return vae.to(device)
     torch.manual_seed(config.seed)
     vae = make_vae(SIZES[config.size])
     optimizer = make_optimizer(list(vae.parameters()), config.vae_lr, 0.0, device)
@@ -225,7 +204,7 @@ def images_to_device(images: torch.Tensor, device: torch.device) -> torch.Tensor
 def build_latent_pool(config: TrainConfig, vae: AutoencoderKL) -> dict:
     """Phase 2: a fixed pool of captioned scenes encoded once by the frozen VAE.
 
-    Sets the VAE's ``scaling_factor`` to 1/std of the latent means.
+    Sets the VAE's ``scaling_factor`` to 1/std of the latent means, unless the VAE is a base model's.
     """
     path = config.run_dir / "latent_pool.pt"
     if path.exists():
@@ -239,7 +218,7 @@ def build_latent_pool(config: TrainConfig, vae: AutoencoderKL) -> dict:
         means.append(vae.encode(images_to_device(images, device)).latent_dist.mean.cpu())
         captions.extend(chunk_captions)
     mean = torch.cat(means)
-    scaling_factor = float(1.0 / mean.std())
+    scaling_factor = float(vae.config.scaling_factor if config.base_model else 1.0 / mean.std())
     pool = {"mean": mean, "captions": captions, "scaling_factor": scaling_factor}
     save_atomically(pool, path)
     vae.register_to_config(scaling_factor=scaling_factor)
@@ -266,7 +245,12 @@ class DiffusionTrainer:
         size = SIZES[config.size]
         self.tokenizer = tokenizer = build_tokenizer(config.run_dir / "tokenizer_files")
         torch.manual_seed(config.seed)
-        self.unet, self.text_encoder = make_unet(size).to(device), make_text_encoder(size, tokenizer).to(device)
+        if config.base_model:
+            unet, text_encoder = load_base_models(Path(config.base_model), size, tokenizer)
+        else:
+            unet, text_encoder = make_unet(size), make_text_encoder(size, tokenizer)
+        self.unet, self.text_encoder = unet.to(device), text_encoder.to(device)
+        self.noiser = CaptionNoiser(pool["captions"], tokenizer, config.caption_noise) if config.caption_noise else None
         self.scheduler = make_training_scheduler()
         self.alphas_cumprod = self.scheduler.alphas_cumprod.to(device)
         distinct = sorted(set(pool["captions"]))  # a few thousand captions repeat across the pool
@@ -283,7 +267,8 @@ class DiffusionTrainer:
 
     def loss(self, unet: torch.nn.Module, text_encoder: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         batch = {name: tensor.to(self.device, non_blocking=True) for name, tensor in batch.items()}
-        ids = torch.where(batch["dropped"][:, None], self.empty_ids, self.token_ids[batch["index"]])
+        ids = batch["ids"] if "ids" in batch else self.token_ids[batch["index"]]
+        ids = torch.where(batch["dropped"][:, None], self.empty_ids, ids)
         latents, noise, timesteps = self.latents[batch["index"]], batch["noise"], batch["timesteps"]
         noisy = self.scheduler.add_noise(latents, noise, timesteps)
         target = self.scheduler.get_velocity(latents, noise, timesteps)
@@ -305,7 +290,7 @@ class DiffusionTrainer:
         config = self.config
         return NoiseBatches(config.seed, first_step, total_steps, config.unet_batch, len(self.latents),
                             config.caption_dropout, self.scheduler.config.num_train_timesteps,
-                            tuple(self.latents.shape[1:]))
+                            tuple(self.latents.shape[1:]), self.noiser)
 
     def planned_steps(self) -> int:
         """The step count that fits ``unet_minutes``, timed on copies of the models."""
