@@ -237,7 +237,8 @@ def test_shipped_model_draws_the_guide_prompts_at_sunset(shipped_pipeline) -> No
 
 
 def test_fine_tune_from_a_pipeline_folder_with_caption_noise_resumes_exactly(tmp_path: Path) -> None:
-    """``train --base-model FOLDER --caption-noise F``: starts from the folder's weights, keeps its VAE, resumes exactly."""
+    """``train --base-model FOLDER --caption-noise F --objective distill``: starts from the folder's weights, keeps its
+    VAE, learns from the folder's model as teacher, resumes exactly."""
     from dataclasses import replace
 
     from diffusers import AutoencoderKL
@@ -249,7 +250,8 @@ def test_fine_tune_from_a_pipeline_folder_with_caption_noise_resumes_exactly(tmp
     export_pipeline(tmp_path / "base-run", base, "tiny")
 
     def fine_tune(run_dir: Path, steps: int):
-        return replace(_tiny_config(run_dir, steps), base_model=str(base), caption_noise=0.5, pool_size=24)
+        return replace(_tiny_config(run_dir, steps), base_model=str(base), caption_noise=0.5, pool_size=24,
+                       objective="distill")
 
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     train(fine_tune(straight, 4))

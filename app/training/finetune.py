@@ -36,6 +36,28 @@ def extend_positions(state: dict[str, torch.Tensor], length: int) -> dict[str, t
     return {**state, key: torch.cat([table, extra])}
 
 
+class Teacher:
+    """The base model, frozen: its velocity for the clean caption is the target of ``objective: distill``.
+
+    Distillation teaches the student to give, for a caption with unknown words,
+    what the base gives for the same caption without them: a far steadier
+    signal than the diffusion loss's random noise target, and one that keeps
+    the clean captions' behaviour where it was.
+    """
+
+    def __init__(self, base: Path, device: torch.device) -> None:
+        self.unet = UNet2DConditionModel.from_pretrained(base / "unet", local_files_only=True)
+        self.text_encoder = CLIPTextModel.from_pretrained(base / "text_encoder", local_files_only=True)
+        for model in (self.unet, self.text_encoder):
+            model.to(device).eval().requires_grad_(False)
+        self.length = self.text_encoder.config.max_position_embeddings
+
+    @torch.no_grad()
+    def velocity(self, noisy_latents: torch.Tensor, timesteps: torch.Tensor, clean_ids: torch.Tensor) -> torch.Tensor:
+        """Clean captions fit the base's length: only padding is cut."""
+        return self.unet(noisy_latents, timesteps, self.text_encoder(clean_ids[:, :self.length])[0]).sample
+
+
 def load_base_models(base: Path, size: ModelSize, tokenizer: CLIPTokenizer) -> tuple[UNet2DConditionModel, CLIPTextModel]:
     """The base's UNet and a text encoder for ``tokenizer`` holding the base's weights."""
     unet = UNet2DConditionModel.from_pretrained(base / "unet", local_files_only=True)

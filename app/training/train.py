@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from .batches import VAE_PHASE, NoiseBatches, PoolChunks, SceneBatches, load
 from .caption_noise import CaptionNoiser
-from .finetune import load_base_models, load_base_vae
+from .finetune import Teacher, load_base_models, load_base_vae
 from .loss_log import LossLog
 from .models import SIZES, make_sampling_scheduler, make_text_encoder, make_training_scheduler, make_unet, make_vae
 from .tokenizer import build_tokenizer
@@ -62,6 +62,7 @@ class TrainConfig:
     data_workers: int = 0
     base_model: str = ""  # a pipeline folder: fine-tune its UNet and text encoder, keep its VAE (finetune.py)
     caption_noise: float = 0.0  # fraction of captions given unseen-word noise (caption_noise.py)
+    objective: str = "diffusion"  # or "distill": match the base model's output for the clean caption (finetune.py)
 
 
 def save_atomically(state: dict, path: Path) -> None:
@@ -251,6 +252,9 @@ class DiffusionTrainer:
             unet, text_encoder = make_unet(size), make_text_encoder(size, tokenizer)
         self.unet, self.text_encoder = unet.to(device), text_encoder.to(device)
         self.noiser = CaptionNoiser(pool["captions"], tokenizer, config.caption_noise) if config.caption_noise else None
+        if config.objective not in ("diffusion", "distill") or (config.objective == "distill" and not config.base_model):
+            raise ValueError(f"objective {config.objective!r}: use 'diffusion', or 'distill' with a base model")
+        self.teacher = Teacher(Path(config.base_model), device) if config.objective == "distill" else None
         self.scheduler = make_training_scheduler()
         self.alphas_cumprod = self.scheduler.alphas_cumprod.to(device)
         distinct = sorted(set(pool["captions"]))  # a few thousand captions repeat across the pool
@@ -267,15 +271,21 @@ class DiffusionTrainer:
 
     def loss(self, unet: torch.nn.Module, text_encoder: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         batch = {name: tensor.to(self.device, non_blocking=True) for name, tensor in batch.items()}
-        ids = batch["ids"] if "ids" in batch else self.token_ids[batch["index"]]
-        ids = torch.where(batch["dropped"][:, None], self.empty_ids, ids)
+        clean_ids = torch.where(batch["dropped"][:, None], self.empty_ids, self.token_ids[batch["index"]])
+        ids = torch.where(batch["dropped"][:, None], self.empty_ids, batch["ids"]) if "ids" in batch else clean_ids
         latents, noise, timesteps = self.latents[batch["index"]], batch["noise"], batch["timesteps"]
         noisy = self.scheduler.add_noise(latents, noise, timesteps)
-        target = self.scheduler.get_velocity(latents, noise, timesteps)
+        if self.teacher is not None:
+            target = self.teacher.velocity(noisy, timesteps, clean_ids)
+        else:
+            target = self.scheduler.get_velocity(latents, noise, timesteps)
         prediction = unet(noisy, timesteps, text_encoder(ids)[0]).sample
+        errors = (prediction - target).pow(2).mean(dim=(1, 2, 3))
+        if self.teacher is not None:
+            return errors.mean()  # unweighted: the noisiest steps, where colours and sky are decided, count fully
         snr = self.alphas_cumprod[timesteps] / (1 - self.alphas_cumprod[timesteps])
         weights = torch.clamp(snr, max=self.config.min_snr_gamma) / (snr + 1)  # min-SNR-gamma for v-prediction
-        return (weights * (prediction - target).pow(2).mean(dim=(1, 2, 3))).mean()
+        return (weights * errors).mean()
 
     def step(self, unet: torch.nn.Module, text_encoder: torch.nn.Module, optimizer: torch.optim.Optimizer,
              batch: dict[str, torch.Tensor]) -> torch.Tensor:
