@@ -153,19 +153,19 @@ def run_evaluation(model: Path, grid: Path | None, shape_count: int, landscape_c
                                                       steps, guidance, seed)
     seconds_per_image = (time.time() - began) / max(1, len(shapes) + len(landscapes))
     print("held-out prompts with two unseen words inserted:")
-    robust, robust_shapes, robust_landscapes = score_set(
-        pipeline, shapes, robustness_prompts(shape_captions, seed), landscapes,
-        robustness_prompts(landscape_captions, seed + 1), steps, guidance, seed)
+    robust_shape_prompts = robustness_prompts(shape_captions, seed)
+    robust_landscape_prompts = robustness_prompts(landscape_captions, seed + 1)
+    robust, robust_shapes, robust_landscapes = score_set(pipeline, shapes, robust_shape_prompts, landscapes,
+                                                         robust_landscape_prompts, steps, guidance, seed)
     guide_sunsets = count_guide_sunsets(pipeline, steps, guidance, seed + 30_000)
     result = EvaluationResult(**asdict(clean), seconds_per_image=seconds_per_image, robust=robust,
                               guide_sunsets=guide_sunsets, guide_images=len(GUIDE_PROMPTS) * GUIDE_SEEDS)
     print(f"generation: {result.seconds_per_image:.2f} s/image in batches of {BATCH} ({steps} steps, guidance {guidance})")
     if grid is not None:
         showcase = generate(pipeline, list(SHOWCASE_PROMPTS), steps, guidance, seed + 20_000)
-        robust_prompts = robustness_prompts(shape_captions, seed)
         images = [*showcase, *shape_images[:16], *robust_shapes[:8], *landscape_images[:12], *robust_landscapes[:4]]
-        captions = [*SHOWCASE_PROMPTS, *shape_captions[:16], *robust_prompts[:8], *landscape_captions[:12],
-                    *robustness_prompts(landscape_captions, seed + 1)[:4]]
+        captions = [*SHOWCASE_PROMPTS, *shape_captions[:16], *robust_shape_prompts[:8], *landscape_captions[:12],
+                    *robust_landscape_prompts[:4]]
         write_grid(images, captions, grid)
         print(f"grid: {grid}")
     return result
