@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -13,6 +11,7 @@ from app.training.caption_noise import (
     add_caption_noise,
     filler_phrases,
     insert_unseen_words,
+    known_words,
     shorten_to_time_of_day,
     unseen_words,
 )
@@ -23,10 +22,6 @@ from app.training.tokenizer import build_tokenizer, scene_vocabulary
 @pytest.fixture(scope="module")
 def tokenizer(tmp_path_factory: pytest.TempPathFactory):
     return build_tokenizer(tmp_path_factory.mktemp("tokenizer"))
-
-
-def _known_words(tokenizer) -> frozenset[str]:
-    return frozenset(t.removesuffix("</w>") for t in tokenizer.get_vocab() if t.endswith("</w>"))
 
 
 def test_evaluation_words_are_unseen_by_training_and_tokenizer(tokenizer) -> None:
@@ -43,14 +38,14 @@ def test_noise_keeps_the_caption_words_in_order(tokenizer) -> None:
     rng = np.random.default_rng(0)
     captions = sorted({s.caption for s in [*all_shape_scenes()[::37], *all_landscape_scenes()[::11]]})
     for caption in captions:
-        noisy = add_caption_noise(caption, rng, _known_words(tokenizer))
+        noisy = add_caption_noise(caption, rng, known_words(tokenizer))
         assert noisy.lower() != caption
         remaining = iter(tokenizer.tokenize(noisy))
         assert all(f"{word}</w>" in remaining for word in caption.split()), (caption, noisy)
 
 
 def test_noise_is_reproducible_from_the_generator(tokenizer) -> None:
-    known = _known_words(tokenizer)
+    known = known_words(tokenizer)
     first = [add_caption_noise("a red circle", np.random.default_rng(5), known) for _ in range(3)]
     assert len(set(first)) == 1
     assert add_caption_noise("a red circle", np.random.default_rng(6), known) != first[0]

@@ -51,6 +51,12 @@ def unseen_words() -> tuple[str, ...]:
     return tuple(word for line in _read_list("unseen_words.txt") for word in line.split())
 
 
+def known_words(tokenizer: object) -> frozenset[str]:
+    """The words ``tokenizer`` keeps whole (its tokens that end a word)."""
+    vocabulary = tokenizer.get_vocab()  # type: ignore[attr-defined]
+    return frozenset(token.removesuffix("</w>") for token in vocabulary if token.endswith("</w>"))
+
+
 def random_letters(rng: np.random.Generator, known_words: frozenset[str]) -> str:
     """A made-up word of 2-10 letters, so the noise is not just a list the model can memorise."""
     while True:
@@ -112,8 +118,7 @@ class CaptionNoiser:
                  short_fraction: float = SHORT_FRACTION) -> None:
         self.captions, self.tokenizer, self.fraction, self.short_fraction = captions, tokenizer, fraction, short_fraction
         self.max_length: int = tokenizer.model_max_length  # type: ignore[attr-defined]
-        vocabulary = tokenizer.get_vocab()  # type: ignore[attr-defined]
-        self.known_words = frozenset(token.removesuffix("</w>") for token in vocabulary if token.endswith("</w>"))
+        self.known_words = known_words(tokenizer)
 
     def token_ids(self, indices: np.ndarray, rng: np.random.Generator) -> list[list[int]]:
         rows = []

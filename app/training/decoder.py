@@ -16,8 +16,17 @@ from tqdm import tqdm
 
 from .batches import DECODER_PHASE, SceneBatches, load
 from .loss_log import LossLog
-from .train import (TrainConfig, cosine_lr, cpu_state, images_to_device, make_optimizer, reconstruction_loss,
-                    resume_model_checkpoint, save_atomically, set_lr)
+from .train import (
+    TrainConfig,
+    cosine_lr,
+    cpu_state,
+    images_to_device,
+    make_optimizer,
+    reconstruction_loss,
+    resume_model_checkpoint,
+    save_atomically,
+    set_lr,
+)
 
 TUNED_VAE_DIR = "vae_decoder_tuned"
 

@@ -1,8 +1,8 @@
 """Start a training run from a shipped pipeline folder instead of from scratch.
 
-``train --base-model assets/models/ai-artist-tiny --caption-noise 0.5`` fine-tunes
-the shipped UNet and text encoder (with their EMA starting from the same
-weights) and keeps the shipped VAE, its latent scaling included, so the
+``train --base-model DIR --caption-noise 0.7 --objective distill`` fine-tunes
+the UNet and text encoder of the pipeline folder DIR (with their EMA starting from the same
+weights) and keeps its VAE, the latent scaling included, so the
 latent space the UNet knows does not move. When the tokenizer's length grew
 since the base was trained, the text encoder's position table is extended:
 the new positions start as copies of the last one, which in every shipped

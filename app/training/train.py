@@ -36,6 +36,7 @@ from .loss_log import LossLog
 from .models import SIZES, make_sampling_scheduler, make_text_encoder, make_training_scheduler, make_unet, make_vae
 from .tokenizer import build_tokenizer
 
+
 @dataclass
 class TrainConfig:
     run_dir: Path
@@ -63,6 +64,10 @@ class TrainConfig:
     base_model: str = ""  # a pipeline folder: fine-tune its UNet and text encoder, keep its VAE (finetune.py)
     caption_noise: float = 0.0  # fraction of captions given unseen-word noise (caption_noise.py)
     objective: str = "diffusion"  # or "distill": match the base model's output for the clean caption (finetune.py)
+
+    def __post_init__(self) -> None:  # checked before the VAE and latent-pool phases spend minutes
+        if self.objective not in ("diffusion", "distill") or (self.objective == "distill" and not self.base_model):
+            raise ValueError(f"objective {self.objective!r}: use 'diffusion', or 'distill' with a base model")
 
 
 def save_atomically(state: dict, path: Path) -> None:
@@ -252,8 +257,6 @@ class DiffusionTrainer:
             unet, text_encoder = make_unet(size), make_text_encoder(size, tokenizer)
         self.unet, self.text_encoder = unet.to(device), text_encoder.to(device)
         self.noiser = CaptionNoiser(pool["captions"], tokenizer, config.caption_noise) if config.caption_noise else None
-        if config.objective not in ("diffusion", "distill") or (config.objective == "distill" and not config.base_model):
-            raise ValueError(f"objective {config.objective!r}: use 'diffusion', or 'distill' with a base model")
         self.teacher = Teacher(Path(config.base_model), device) if config.objective == "distill" else None
         self.scheduler = make_training_scheduler()
         self.alphas_cumprod = self.scheduler.alphas_cumprod.to(device)
