@@ -23,7 +23,7 @@ from typing import Any
 
 from PIL import Image
 
-from .cpu_speed import cpu_inference, onednn_pays_off
+from .cpu_speed import cpu_inference, onednn_for_call, onednn_pays_off
 from .devices import place_on_device, resolve_device, resolve_dtype
 from .failures import is_out_of_memory, release_memory
 from .image_modes import ImageInputs, ModePipelines, finished_images, mode_arguments, unchanged_images
@@ -89,7 +89,7 @@ class ArtworkGenerator:
         self.size_limits = inspect_size_limits(model_id)
         self._preview_decoders: dict[str | None, Any] = {}
         self._unused_schedulers: dict[str, Any] = {}  # name -> one never stepped, to copy per job
-        self._use_onednn = True
+        self._large_denoiser = True  # oneDNN pays off for it at any size (cpu_speed.py)
         self._lock = threading.Lock()
 
     @property
@@ -129,7 +129,7 @@ class ArtworkGenerator:
             self.family = model_family(pipeline)
         except ValueError:
             self.family = None
-        self._use_onednn = onednn_pays_off(pipeline)
+        self._large_denoiser = onednn_pays_off(pipeline)
         self.lora_layers = denoiser_layers(pipeline)
         self.modes = ModePipelines(pipeline)
         self.loras = LoraAdapters(pipeline, self.lora_dir)
@@ -241,7 +241,6 @@ class ArtworkGenerator:
         generator_device = "cpu" if self.device == "mps" else self.device
         generators = [torch.Generator(generator_device).manual_seed(row_seed) for _, _, row_seed in rows]
         negatives = [negative for _, negative, _ in rows]
-
         last_reported = 0
 
         def callback(pipe: Any, step: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
@@ -258,7 +257,9 @@ class ArtworkGenerator:
 
         out_of_memory: BaseException | None = None
         try:
-            with self._lock, cpu_inference(self._use_onednn) if self.device == "cpu" else nullcontext():
+            scale = int(getattr(pipeline, "vae_scale_factor", 8))
+            use_onednn = onednn_for_call(self._large_denoiser, len(rows), width, height, scale)
+            with self._lock, cpu_inference(use_onednn) if self.device == "cpu" else nullcontext():
                 self.loras.activate(lora_refs)
                 pipeline.scheduler = fresh_scheduler
                 output = pipeline(
