@@ -24,7 +24,18 @@ def test_compatible_jobs_differ_only_in_prompt_negative_seed_and_image_count():
     for different in ({"width": 96}, {"num_inference_steps": 10}, {"scheduler": "euler"}, {"guidance_scale": 3},
                       {"negative_prompt": "dark"}):
         assert batch_key(record(**different), SIZE) != base, different
-    assert batch_key(record(init_image="input.png"), SIZE) is None, "image-to-image runs alone"
+    assert batch_key(record(init_image="input.png"), SIZE) != base, "another mode"
+
+
+def test_image_jobs_share_a_run_with_the_same_strength_and_mask_blur_whatever_their_inputs():
+    img2img = batch_key(record(init_image="a.png", strength=0.5, mask_blur=4), SIZE)
+    assert img2img == batch_key(record(init_image="b.png", strength=0.5, mask_blur=8, seed=9), SIZE), \
+        "the blur matters only with a mask"
+    assert img2img != batch_key(record(init_image="a.png", strength=0.6), SIZE)
+    inpaint = batch_key(record(init_image="a.png", mask_image="m.png", strength=0.5), SIZE)
+    assert inpaint != img2img
+    assert inpaint == batch_key(record(init_image="b.png", mask_image="n.png", strength=0.5), SIZE)
+    assert inpaint != batch_key(record(init_image="a.png", mask_image="m.png", strength=0.5, mask_blur=0), SIZE)
 
 
 def test_the_head_runs_with_compatible_jobs_in_queue_order_up_to_max_batch():

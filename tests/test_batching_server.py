@@ -1,10 +1,15 @@
 """Dynamic batching through a real server: compatible waiting jobs run as one pipeline call, each with its
 own session (progress, previews, images, metadata), the same images as alone; cancelling one of a batch
-ends only it; a job that cannot share is not held back; `queue.max_batch: 1` runs one job at a time."""
+ends only it; a job that cannot share is not held back; `queue.max_batch: 1` runs one job at a time;
+image-to-image jobs from different pictures share a run."""
 from __future__ import annotations
+
+import base64
+import io
 
 import httpx
 import numpy as np
+from PIL import Image, ImageDraw
 
 from tests.server_jobs import pixels, submit
 from tests.ws_client import Message, WsClient, for_session, is_terminal
@@ -98,3 +103,43 @@ async def test_max_batch_1_runs_one_job_at_a_time(start_server):
         messages = await ws.recv_until(for_session(jobs[-1], is_terminal))
     for earlier, later in zip(jobs, jobs[1:]):
         assert index_of(messages, earlier, "generation_complete") < index_of(messages, later, "generation_started")
+
+
+def data_url(colour: str) -> str:
+    picture = Image.new("RGB", (64, 64), colour)
+    ImageDraw.Draw(picture).ellipse((12, 12, 52, 52), fill="white")
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+async def test_image_to_image_jobs_from_different_pictures_share_a_run(start_server):
+    server = start_server(env={"AI_ARTIST_QUEUE__MAX_BATCH": "4"})
+    image_job = {"num_inference_steps": 20, "strength": 0.5}
+    async with httpx.AsyncClient(base_url=server.base_url) as http, WsClient(server.ws_url) as ws:
+        blocker = await start_blocker(http, ws)
+        red = await submit(http, prompt="a red apple", init_image=data_url("red"), seed=1, **image_job)
+        blue = await submit(http, prompt="a blue lake", init_image=data_url("blue"), seed=2, **image_job)
+        stronger = await submit(http, prompt="another strength", init_image=data_url("red"), seed=3,
+                                num_inference_steps=20, strength=0.8)
+        for session_id in (red, blue, stronger):
+            await ws.subscribe(session_id)
+        await http.post(f"/api/jobs/{blocker}/cancel")
+        await ws.recv_until(for_session(blue, of_type("generation_progress")))
+        assert (await http.get("/api/health")).json()["queue"]["running"] == 2, "red and blue run together"
+        await ws.recv_until(for_session(stronger, is_terminal))
+        messages = ws.received
+        ends = {job: next(m for m in messages if m.get("session_id") == job and is_terminal(m)) for job in (red, blue)}
+
+        assert max(index_of(messages, job, "generation_started") for job in (red, blue)) < min(
+            index_of(messages, job, "generation_complete") for job in (red, blue))
+        assert index_of(messages, stronger, "generation_started") > index_of(messages, blue, "generation_complete")
+        for job, colour, seed in ((red, "red", 1), (blue, "blue", 2)):
+            assert ends[job]["type"] == "generation_complete" and ends[job]["metadata"]["mode"] == "img2img"
+            alone = await submit(http, prompt=ends[job]["metadata"]["prompt"], init_image=data_url(colour), seed=seed,
+                                 **image_job)
+            await ws.subscribe(alone)
+            done = (await ws.recv_until(for_session(alone, is_terminal)))[-1]
+            batched = pixels(ends[job]["image_paths"][0]).astype(int)
+            difference = np.abs(pixels(done["image_paths"][0]).astype(int) - batched)
+            assert difference.max() <= 1, f"off by {difference.max()}/255"

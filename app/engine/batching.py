@@ -1,10 +1,10 @@
 """Dynamic batching: which waiting jobs run together with the next one, as one pipeline call.
 
 Jobs can share a run when they ask for the same model, size, steps, scheduler, guidance, LoRAs (names and
-weights) and whether they have a negative prompt; prompts, negative prompts, seeds and image counts may
-differ (each image is its own row of the batch, app/pipeline/batch_run.py). Image-to-image and
-inpainting jobs run alone for now. Batching is for the local generation process; a remote worker may run
-batch size 1.
+weights), whether they have a negative prompt, and mode (text-to-image, image-to-image, inpainting) with
+the same strength and mask blur; prompts, negative prompts, seeds, image counts, input images and masks
+may differ (each image is its own row of the batch, app/pipeline/batch_run.py). Batching is for the local
+generation process; a remote worker may run batch size 1.
 
 Gathering: when the previous run was a batch (its clients are sending their next jobs as they hear of
 its end), the worker waits a little before it starts the next run, while jobs keep arriving: until
@@ -24,7 +24,7 @@ import asyncio
 import time
 from collections.abc import Callable, Hashable, Mapping, Sequence
 
-from ..pipeline.values import SizeLimits
+from ..pipeline.values import SizeLimits, mode_of
 from .queue import JobQueue
 from .store import JobRecord, Store
 
@@ -38,21 +38,23 @@ GATHER_POLL_SECONDS = 0.005
 SCAN_PER_SLOT = 8  # waiting jobs looked at per batch slot (a long queue is not read in full every run)
 
 
-def batch_key(record: JobRecord, size: SizeLimits) -> BatchKey | None:
-    """What a job must share with others to run with them; None: it runs alone."""
+def batch_key(record: JobRecord, size: SizeLimits) -> BatchKey:
+    """What a job must share with others to run with them."""
     request = record.request
-    if request.init_image is not None or request.mask_image is not None:
-        return None
+    mode = mode_of(request.init_image is not None, request.mask_image is not None)
     loras = tuple(sorted((lora.name, lora.weight) for lora in request.loras))
     return (
         record.model,
-        request.width or size.default_width,
+        request.width or size.default_width,  # an input's job has its size filled in when it is queued
         request.height or size.default_height,
         request.num_inference_steps,
         request.scheduler,
         request.guidance_scale,
         bool(request.negative_prompt),  # an empty one is encoded differently by some families (SDXL)
         loras,
+        mode,
+        request.strength if mode != "txt2img" else None,
+        request.mask_blur if mode == "inpaint" else None,
     )
 
 

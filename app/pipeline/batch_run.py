@@ -1,6 +1,7 @@
 """Several compatible jobs as one pipeline call, in the generation process (`RunBatch`).
 
-Every image of every job is one row of the batch, with its own prompt, negative prompt and
+Every image of every job is one row of the batch, with its own prompt, negative prompt, input image and
+mask (image-to-image and inpainting jobs share a run when their strength and mask blur are the same) and
 `torch.Generator` seeded as it would be alone (job seed + image index), so a job gives the same images
 in a batch as alone (within 1/255 per channel: a batched matmul may sum in another order). After each
 step every job still running reports its own `StepDone`, and its previews show its own rows of the
@@ -20,6 +21,7 @@ from typing import Any, Protocol
 
 from .failures import describe_failure
 from .generator import ArtworkGenerator, GenerationCancelledError
+from .image_modes import ImageRow, decoded
 from .job_output import JobReporter, Sender, finished
 from .messages import JobCancelled, JobFailed, JobOutcome, JobSpec
 from .values import image_seed
@@ -35,9 +37,14 @@ class BatchChannel(Sender, Protocol):
     def should_stop(self, session_id: str) -> bool: ...
 
 
-def batch_rows(jobs: Sequence[JobSpec]) -> list[tuple[str, str, int]]:
-    """(prompt, negative prompt, seed) of every image, job after job."""
-    return [(job.prompt, job.negative_prompt, image_seed(job.seed, index)) for job in jobs for index in range(job.num_images)]
+def batch_rows(jobs: Sequence[JobSpec]) -> list[ImageRow]:
+    """Every image's prompt, negative prompt, seed and input images, job after job."""
+    rows = []
+    for job in jobs:
+        init_image, mask_image = decoded(job.init_image), decoded(job.mask_image)  # once per job
+        rows += [ImageRow(job.prompt, job.negative_prompt, image_seed(job.seed, index), init_image, mask_image)
+                 for index in range(job.num_images)]
+    return rows
 
 
 def row_ranges(jobs: Sequence[JobSpec]) -> list[slice]:
@@ -83,6 +90,8 @@ def run_batch(generator: ArtworkGenerator, jobs: Sequence[JobSpec], channel: Bat
             width=first.width,
             height=first.height,
             scheduler=first.scheduler,
+            strength=first.strength,
+            mask_blur=first.mask_blur,
             on_step=on_step,
             should_stop=should_stop,
             loras=first.loras,

@@ -26,10 +26,10 @@ from PIL import Image
 from .cpu_speed import cpu_inference, onednn_for_call, onednn_pays_off
 from .devices import place_on_device, resolve_device, resolve_dtype
 from .failures import is_out_of_memory, release_memory
-from .image_modes import ImageInputs, ModePipelines, finished_images, mode_arguments, unchanged_images
+from .image_modes import ImageRow, ModePipelines, finished_images, mode_arguments, row_inputs, unchanged_images
 from .loading import ProgressCallback, load_pipeline
 from .lora_adapters import LoraAdapters, denoiser_layers
-from .lora_files import LORA_SUFFIX, content_hash
+from .lora_files import library_lora_ref
 from .progress_sink import session_progress_sink
 from .schedulers import make_scheduler, supported_schedulers
 from .sources import ModelSource, resolve_source
@@ -199,7 +199,7 @@ class ArtworkGenerator:
         mask_image: Image.Image | None = None,
         mask_blur: int = 4,
         loras: Sequence[LoraRef | tuple[str, float]] = (),
-        rows: Sequence[tuple[str, str, int]] | None = None,
+        rows: Sequence[ImageRow | tuple[str, str, int]] | None = None,
     ) -> list[Image.Image]:
         """Generate `num_images` images; image i uses seed + i (so any one can be reproduced alone).
 
@@ -209,38 +209,40 @@ class ArtworkGenerator:
         it as it is); with `mask_image` too it repaints the white part (black is kept; `mask_blur` softens
         the edge). Without `width`/`height` an input keeps its aspect ratio at the model's native area.
         `loras`: (name, weight) pairs of files in `lora_dir`, or `LoraRef`s naming their content hash.
-        `rows`: one (prompt, negative prompt, seed) per image instead of `prompt`, `negative_prompt`, `seed`
-        and `num_images` (the jobs of a batch, app/pipeline/batch_run.py); the other settings are shared.
+        `rows`: one `ImageRow` (prompt, negative prompt, seed, and its own init image and mask) per image
+        instead of `prompt`, `negative_prompt`, `seed`, `num_images`, `init_image` and `mask_image` (the jobs
+        of a batch, app/pipeline/batch_run.py); the other settings are shared, and all rows are of one mode.
         """
         import torch
 
         if not self.is_loaded:
             self.load_model()
-        if mask_image is not None and init_image is None:
-            raise ValueError("mask_image needs an init_image to repaint")
-        inputs = ImageInputs(init_image, mask_image, strength, mask_blur)
-        if init_image is not None and not (width and height):
-            width, height = self.size_limits.with_aspect(*init_image.size)
+        if rows is None:
+            base_seed = random_seed() if seed is None else seed
+            rows = [ImageRow(prompt, negative_prompt, image_seed(base_seed, i), init_image, mask_image)
+                    for i in range(num_images)]
+        rows = [ImageRow(*row) for row in rows]
+        inputs = row_inputs(rows, strength, mask_blur)
+        first_init = inputs[0].init_image
+        if first_init is not None and not (width and height):
+            width, height = self.size_limits.with_aspect(*first_init.size)
         width = width or self.size_limits.default_width
         height = height or self.size_limits.default_height
         problems = self.size_limits.problems(width, height)
         if problems:
             raise ValueError("; ".join(message for _, message in problems))
         assert self.modes is not None and self.loras is not None
-        pipeline = self.modes.for_mode(inputs.mode)
-        total_steps = denoising_steps(num_inference_steps, strength if init_image is not None else None)
+        pipeline = self.modes.for_mode(inputs[0].mode)
+        total_steps = denoising_steps(num_inference_steps, strength if first_init is not None else None)
         if total_steps == 0:
-            return unchanged_images(inputs, width, height, num_images)
-        lora_refs = tuple(self._lora_ref(lora) for lora in loras)
+            return unchanged_images(inputs, width, height)
+        lora_refs = tuple(library_lora_ref(lora, self.lora_dir) for lora in loras)
         fresh_scheduler = self._fresh_scheduler(scheduler or DEFAULT_SCHEDULER)
-        base_seed = random_seed() if seed is None else seed
-        if rows is None:
-            rows = [(prompt, negative_prompt, image_seed(base_seed, i)) for i in range(num_images)]
         if on_step is None and session_id is not None:
             on_step = self._session_progress(session_id)
         generator_device = "cpu" if self.device == "mps" else self.device
-        generators = [torch.Generator(generator_device).manual_seed(row_seed) for _, _, row_seed in rows]
-        negatives = [negative for _, negative, _ in rows]
+        generators = [torch.Generator(generator_device).manual_seed(row.seed) for row in rows]
+        negatives = [row.negative_prompt for row in rows]
         last_reported = 0
 
         def callback(pipe: Any, step: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
@@ -263,7 +265,7 @@ class ArtworkGenerator:
                 self.loras.activate(lora_refs)
                 pipeline.scheduler = fresh_scheduler
                 output = pipeline(
-                    prompt=[row_prompt for row_prompt, _, _ in rows],
+                    prompt=[row.prompt for row in rows],
                     negative_prompt=negatives if any(negatives) else None,
                     num_inference_steps=num_inference_steps,
                     guidance_scale=guidance_scale,
@@ -281,16 +283,6 @@ class ArtworkGenerator:
         if should_stop is not None and should_stop():
             raise GenerationCancelledError("cancelled")
         return finished_images(list(output.images), inputs, width, height)
-
-    def _lora_ref(self, lora: LoraRef | tuple[str, float]) -> LoraRef:
-        """A library caller's (name, weight): the file in `lora_dir`, hashed here."""
-        if isinstance(lora, LoraRef):
-            return lora
-        name, weight = lora
-        path = Path(self.lora_dir or ".") / f"{name}{LORA_SUFFIX}"
-        if self.lora_dir is None or not path.is_file():
-            raise ValueError(f"LoRA {name!r}: no {path.name} in lora_dir ({self.lora_dir})")
-        return LoraRef(name, content_hash(path), float(weight))
 
     @staticmethod
     def _session_progress(session_id: str) -> StepCallback | None:

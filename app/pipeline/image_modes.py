@@ -11,19 +11,29 @@ feeds it those channels, and can do nothing else.
 Inputs are resized to the job's size; the mask is blurred by `mask_blur` pixels; after the pipeline,
 the input is laid back over the area the mask keeps (as AUTOMATIC1111 does), so black pixels stay
 as they were and the blurred edge blends.
+
+A call may hold the rows of several jobs (app/pipeline/batch_run.py): each `ImageRow` has its own
+input image and mask, all rows one mode, one strength and one mask blur; every distinct input is
+prepared once, and diffusers encodes each row's input with that row's generator.
 """
 from __future__ import annotations
 
 import inspect
+import io
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from PIL import Image, ImageFilter
 
 from .values import FLOW_MATCHING_FAMILIES, denoising_steps
 
+if TYPE_CHECKING:
+    from .messages import InputImage
+
 log = logging.getLogger(__name__)
+Prepared = TypeVar("Prepared")
 
 
 @dataclass(frozen=True)
@@ -38,6 +48,40 @@ class ImageInputs:
     @property
     def mode(self) -> str:
         return "inpaint" if self.mask_image is not None else "img2img" if self.init_image is not None else "txt2img"
+
+
+class ImageRow(NamedTuple):
+    """One image of a pipeline call: its prompt, negative prompt, seed and, for image-to-image and
+    inpainting, what it starts from (a plain (prompt, negative prompt, seed) tuple is a text-to-image row)."""
+
+    prompt: str
+    negative_prompt: str
+    seed: int
+    init_image: Image.Image | None = None
+    mask_image: Image.Image | None = None
+
+
+def row_inputs(rows: Sequence[ImageRow], strength: float, mask_blur: int) -> list[ImageInputs]:
+    """Each row's inputs; all rows must be of one mode."""
+    if not rows:
+        raise ValueError("a call needs at least one row")
+    inputs = [ImageInputs(row.init_image, row.mask_image, strength, mask_blur) for row in rows]
+    if any(item.mask_image is not None and item.init_image is None for item in inputs):
+        raise ValueError("mask_image needs an init_image to repaint")
+    modes = sorted({item.mode for item in inputs})
+    if len(modes) > 1:
+        raise ValueError(f"the rows of one call must all be of one mode, not {', '.join(modes)}")
+    return inputs
+
+
+def per_row(inputs: Sequence[ImageInputs], prepare: Callable[[ImageInputs], Prepared]) -> list[Prepared]:
+    """`prepare` of each row's inputs, made once for rows that share the same input images."""
+    prepared: dict[tuple[int, int], Prepared] = {}
+    for item in inputs:
+        key = (id(item.init_image), id(item.mask_image))
+        if key not in prepared:
+            prepared[key] = prepare(item)
+    return [prepared[(id(item.init_image), id(item.mask_image))] for item in inputs]
 
 
 def takes_mask_channels(pipeline: Any) -> bool:
@@ -100,21 +144,35 @@ def pipeline_strength(steps: int, strength: float, family: str | None) -> float:
     return strength
 
 
-def mode_arguments(pipeline: Any, inputs: ImageInputs, width: int, height: int, steps: int,
+def mode_arguments(pipeline: Any, inputs: Sequence[ImageInputs], width: int, height: int, steps: int,
                    family: str | None) -> dict[str, Any]:
     """The keyword arguments of a pipeline call particular to its mode (the prompt and sampling ones are
-    common to all)."""
+    common to all); `inputs`: each row's. Every row gets its own input even when a job's rows share one, so
+    that each row's generator draws the same noise alone or in a batch (given one image for several rows,
+    diffusers' inpainting encodes it with the first row's generator only)."""
     accepted = inspect.signature(pipeline.__call__).parameters
     arguments: dict[str, Any] = {}
     if "width" in accepted and "height" in accepted:
         arguments.update(width=width, height=height)
-    if inputs.init_image is None:
+    first = inputs[0]
+    if first.init_image is None:
         return arguments
-    arguments["image"] = prepared_init(inputs.init_image, width, height)
-    arguments["strength"] = pipeline_strength(steps, inputs.strength, family)
-    if inputs.mask_image is not None:
-        arguments["mask_image"] = prepared_mask(inputs.mask_image, width, height, inputs.mask_blur)
+    images = per_row(inputs, lambda item: prepared_init(item.init_image, width, height))  # type: ignore[arg-type]
+    arguments["image"] = images
+    arguments["strength"] = pipeline_strength(steps, first.strength, family)
+    if first.mask_image is not None:
+        masks = per_row(inputs, lambda item: prepared_mask(item.mask_image, width, height, item.mask_blur))  # type: ignore[arg-type]
+        arguments["mask_image"] = masks
     return arguments
+
+
+def decoded(image: InputImage | None) -> Image.Image | None:
+    """A job's input image (PNG bytes) as a picture."""
+    if image is None:
+        return None
+    with Image.open(io.BytesIO(image.png)) as opened:
+        opened.load()
+        return opened.copy()
 
 
 def prepared_init(image: Image.Image, width: int, height: int) -> Image.Image:
@@ -129,16 +187,20 @@ def prepared_mask(mask: Image.Image, width: int, height: int, blur: int) -> Imag
     return mask.filter(ImageFilter.GaussianBlur(blur)) if blur > 0 else mask
 
 
-def finished_images(images: list[Image.Image], inputs: ImageInputs, width: int, height: int) -> list[Image.Image]:
-    """Inpainting: the input laid back over the kept area, blending along the blurred mask's edge."""
-    if inputs.mask_image is None or inputs.init_image is None:
+def finished_images(images: list[Image.Image], inputs: Sequence[ImageInputs], width: int,
+                    height: int) -> list[Image.Image]:
+    """Inpainting: each row's input laid back over its kept area, blending along the blurred mask's edge."""
+    if inputs[0].mask_image is None:
         return images
-    init = prepared_init(inputs.init_image, width, height)
-    mask = prepared_mask(inputs.mask_image, width, height, inputs.mask_blur)
-    return [Image.composite(image.convert("RGB"), init, mask) for image in images]
+    kept = per_row(inputs, lambda item: _init_with_mask(item, width, height))
+    return [Image.composite(image.convert("RGB"), init, kept_mask) for image, (init, kept_mask) in zip(images, kept)]
 
 
-def unchanged_images(inputs: ImageInputs, width: int, height: int, count: int) -> list[Image.Image]:
-    """Strength so low that no step runs: the input as it is (at the job's size)."""
-    assert inputs.init_image is not None
-    return [prepared_init(inputs.init_image, width, height) for _ in range(count)]
+def _init_with_mask(item: ImageInputs, width: int, height: int) -> tuple[Image.Image, Image.Image]:
+    assert item.init_image is not None and item.mask_image is not None
+    return prepared_init(item.init_image, width, height), prepared_mask(item.mask_image, width, height, item.mask_blur)
+
+
+def unchanged_images(inputs: Sequence[ImageInputs], width: int, height: int) -> list[Image.Image]:
+    """Strength so low that no step runs: each row's input as it is (at the job's size)."""
+    return per_row(inputs, lambda item: prepared_init(item.init_image, width, height))  # type: ignore[arg-type]

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .values import LoraRef
+
 LORA_SUFFIX = ".safetensors"
 MAX_HEADER_BYTES = 100_000_000
 SHORT_HASH_LENGTH = 12  # A1111's "Lora hashes" field
@@ -186,3 +188,14 @@ def prompt_tags(loras: list[tuple[str, float]]) -> str:
 def valid_name(name: str) -> bool:
     """A LoRA is named by its file name without `.safetensors`: no folders, nothing hidden."""
     return bool(NAME.match(name)) and name.strip() == name
+
+
+def library_lora_ref(lora: LoraRef | tuple[str, float], lora_dir: str | Path | None) -> LoraRef:
+    """A library caller's (name, weight): the file in `lora_dir`, hashed here."""
+    if isinstance(lora, LoraRef):
+        return lora
+    name, weight = lora
+    path = Path(lora_dir or ".") / f"{name}{LORA_SUFFIX}"
+    if lora_dir is None or not path.is_file():
+        raise ValueError(f"LoRA {name!r}: no {path.name} in lora_dir ({lora_dir})")
+    return LoraRef(name, content_hash(path), float(weight))

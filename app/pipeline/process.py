@@ -9,7 +9,6 @@ Messages: app/pipeline/messages.py.
 """
 from __future__ import annotations
 
-import io
 import logging
 import sys
 import threading
@@ -19,18 +18,16 @@ from collections.abc import Sequence
 from multiprocessing.connection import Connection
 from typing import Any
 
-from PIL import Image
-
 from . import entry
 from .batch_run import run_batch
 from .failures import describe_failure
 from .generator import ArtworkGenerator, GenerationCancelledError
+from .image_modes import decoded
 from .job_output import JobReporter, finished
 from .lora_adapters import supports_lora
 from .messages import (
     CancelJob,
     DownloadProgress,
-    InputImage,
     JobCancelled,
     JobFailed,
     JobOutcome,
@@ -185,14 +182,6 @@ def run_job(generator: ArtworkGenerator, job: JobSpec, channel: Channel) -> JobO
         return JobFailed(job.session_id, describe_failure(error), entered, time.perf_counter())
     finally:
         reporter.log_previews()
-
-
-def decoded(image: InputImage | None) -> Image.Image | None:
-    if image is None:
-        return None
-    with Image.open(io.BytesIO(image.png)) as opened:
-        opened.load()
-        return opened.copy()
 
 
 def serve(connection: Connection, spec: ModelSpec) -> None:
