@@ -54,3 +54,17 @@ def test_smoke_run_writes_a_table_of_numbers(tmp_path, model_dir):
     assert thresholds and int(thresholds[3]) >= 100  # app/web/idle_gc.py ran in the server
     close = next(row for row in rows if row[0] == "slow client" and "close code" in row[1])
     assert close[2].startswith("1013") and "too slow" in close[2]
+
+
+def test_the_gpu_batching_script_runs_the_app_path(model_dir, tmp_path):
+    """bench/gpu_batching.py waits for a machine with a GPU: it must still run when one is lent (here on the CPU,
+    with the embedded model, tiny counts)."""
+    from bench.gpu_batching import main
+
+    steps = 2
+    result = main(["--model", str(model_dir), "--device", "cpu", "--dtype", "float32", "--size", "64",
+                   "--steps", str(steps), "--rounds", "1", "--json", str(tmp_path / "gpu.json")])
+    assert set(result["images_per_minute"]) == {"8 calls of 1", "2 calls of 4", "1 call of 8"}
+    assert all(value > 0 for value in result["images_per_minute"].values())
+    assert result["previews_per_watched_job"] == steps, "a watched job gets a preview at every step"
+    assert (tmp_path / "gpu.json").is_file()
