@@ -257,6 +257,7 @@ class ArtworkGenerator:
                 pipe._interrupt = True
             return tensors
 
+        arguments = mode_arguments(pipeline, inputs, width, height, num_inference_steps, self.family)
         out_of_memory: BaseException | None = None
         try:
             scale = int(getattr(pipeline, "vae_scale_factor", 8))
@@ -271,7 +272,7 @@ class ArtworkGenerator:
                     guidance_scale=guidance_scale,
                     generator=generators,
                     callback_on_step_end=callback,
-                    **mode_arguments(pipeline, inputs, width, height, num_inference_steps, self.family),
+                    **arguments,
                 )
         except Exception as error:
             if not is_out_of_memory(error):
@@ -282,7 +283,7 @@ class ArtworkGenerator:
             raise out_of_memory
         if should_stop is not None and should_stop():
             raise GenerationCancelledError("cancelled")
-        return finished_images(list(output.images), inputs, width, height)
+        return finished_images(list(output.images), arguments)
 
     @staticmethod
     def _session_progress(session_id: str) -> StepCallback | None:

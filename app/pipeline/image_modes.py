@@ -187,18 +187,14 @@ def prepared_mask(mask: Image.Image, width: int, height: int, blur: int) -> Imag
     return mask.filter(ImageFilter.GaussianBlur(blur)) if blur > 0 else mask
 
 
-def finished_images(images: list[Image.Image], inputs: Sequence[ImageInputs], width: int,
-                    height: int) -> list[Image.Image]:
-    """Inpainting: each row's input laid back over its kept area, blending along the blurred mask's edge."""
-    if inputs[0].mask_image is None:
+def finished_images(images: list[Image.Image], arguments: dict[str, Any]) -> list[Image.Image]:
+    """Inpainting: each row's input laid back over its kept area, blending along the blurred mask's edge;
+    `arguments`: the call's `mode_arguments`, whose prepared inputs and masks are reused."""
+    masks = arguments.get("mask_image")
+    if masks is None:
         return images
-    kept = per_row(inputs, lambda item: _init_with_mask(item, width, height))
-    return [Image.composite(image.convert("RGB"), init, kept_mask) for image, (init, kept_mask) in zip(images, kept)]
-
-
-def _init_with_mask(item: ImageInputs, width: int, height: int) -> tuple[Image.Image, Image.Image]:
-    assert item.init_image is not None and item.mask_image is not None
-    return prepared_init(item.init_image, width, height), prepared_mask(item.mask_image, width, height, item.mask_blur)
+    return [Image.composite(image.convert("RGB"), init, mask)
+            for image, init, mask in zip(images, arguments["image"], masks, strict=True)]
 
 
 def unchanged_images(inputs: Sequence[ImageInputs], width: int, height: int) -> list[Image.Image]:
